@@ -1,0 +1,120 @@
+#pragma once
+// The typed configuration of wsdrain (SPEC section 5). Parsed once at start-up; no other
+// module sees YAML. Units live in the types: durations are std::chrono::milliseconds,
+// sizes end in _bytes.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsdrain::config {
+
+using duration = std::chrono::milliseconds;
+
+// HOST:PORT, [v6]:PORT. `host` is kept without brackets.
+struct address {
+    std::string host;
+    std::uint16_t port = 0;
+
+    std::string to_string() const;  // "127.0.0.1:9000", "[::1]:9000"
+    friend bool operator==(const address&, const address&) = default;
+};
+
+struct tls_config {
+    std::string cert;
+    std::string key;
+};
+
+struct admin_config {
+    address listen{"127.0.0.1", 9901};
+    std::string token;  // empty: no bearer token
+};
+
+struct upstream_config {
+    std::string name;
+    std::vector<address> endpoints;
+};
+
+struct route_config {
+    std::string host;  // empty: any host; compared without port, case-insensitively
+    std::string path_prefix = "/";
+    std::string upstream;
+};
+
+struct drain_config {
+    duration pre_delay{0};
+    duration spread{5000};
+    duration timeout{25000};
+    duration close_timeout{5000};
+    std::uint16_t close_code = 1001;
+    std::string close_reason = "server draining";
+};
+
+struct limits_config {
+    std::uint64_t max_sessions = 100000;
+    std::uint64_t max_header_bytes = 16384;
+    duration header_timeout{10000};
+    std::uint64_t max_frame_bytes = 16777216;
+};
+
+struct keepalive_config {
+    duration ping_interval{30000};  // 0 turns keepalive pings off
+    duration timeout{10000};
+};
+
+enum class log_format { text, json };
+
+struct log_config {
+    std::string level = "info";  // trace, debug, info, warn, error, critical, off
+    log_format format = log_format::text;
+};
+
+struct proxy_config {
+    address listen{"0.0.0.0", 8080};
+    unsigned threads = 0;  // 0: one per core
+    std::optional<tls_config> tls;
+    admin_config admin;
+    std::vector<upstream_config> upstreams{{"app", {{"127.0.0.1", 9000}}}};
+    std::vector<route_config> routes{{"", "/", "app"}};
+    drain_config drain;
+    limits_config limits;
+    keepalive_config keepalive;
+    log_config log;
+};
+
+// One problem found in a config file; line and column are 1-based (0 when unknown).
+struct problem {
+    int line = 0;
+    int column = 0;
+    std::string message;
+};
+
+struct load_result {
+    proxy_config config;            // meaningful only when problems is empty
+    std::vector<problem> problems;  // every problem in the file, in file order
+    bool ok() const { return problems.empty(); }
+};
+
+// Loads and validates YAML text. `source` names the file in messages only.
+load_result load_string(std::string_view yaml_text);
+// Reads `path` and loads it; an unreadable file is one problem at line 0.
+load_result load_file(const std::string& path);
+
+// "FILE:LINE:COL: message"
+std::string format_problem(const std::string& file, const problem& p);
+
+// Cross-key checks that also apply after command-line overrides (routes name existing
+// upstreams, pre_delay + spread + close_timeout <= timeout, ...). Problems carry line 0.
+std::vector<problem> validate(const proxy_config& cfg);
+
+// "1.5s", "250ms", "2m", "1h", "0". nullopt when malformed or negative.
+std::optional<duration> parse_duration(std::string_view text);
+// "HOST:PORT", "[::1]:PORT"; with allow_scheme also "http://HOST:PORT" (trailing "/" ok).
+std::optional<address> parse_address(std::string_view text, bool allow_scheme = false);
+// A close code the proxy may send: 1000-1003, 1007-1014, 3000-4999.
+bool is_sendable_close_code(unsigned code);
+
+}  // namespace wsdrain::config
