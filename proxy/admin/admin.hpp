@@ -1,0 +1,26 @@
+#pragma once
+// The admin listener (SPEC section 3): served by an event loop of the proxy itself, not by a
+// thread of its own. Plain HTTP/1.1 with keep-alive; unknown paths get 404.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <functional>
+#include <string>
+
+#include "net/worker.hpp"
+
+namespace wsdrain::admin {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+struct hooks {
+    std::function<std::string()> metrics;  // Prometheus text
+    std::function<bool()> healthy;         // every event loop answers
+    std::function<bool()> ready;           // serving (not draining)
+};
+
+asio::awaitable<void> accept_loop(net::worker& w, tcp::acceptor& acceptor, const hooks& h);
+
+}  // namespace wsdrain::admin

@@ -1,0 +1,64 @@
+#pragma once
+// The running proxy: its event-loop threads, listeners, routes and metrics. main.cpp only
+// parses the command line and drives this; the integration tests run it in-process.
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "admin/admin.hpp"
+#include "config/config.hpp"
+#include "http/front.hpp"
+#include "metrics/metrics.hpp"
+#include "net/worker.hpp"
+#include "routing/router.hpp"
+
+namespace wsdrain::app {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+inline constexpr const char* version = "0.1.0";
+
+class server {
+public:
+    explicit server(config::proxy_config cfg);
+    ~server();
+
+    // Binds every listener and starts the threads. Throws std::runtime_error on failure.
+    void start();
+    // Closes the listeners, ends every session at once and joins the threads.
+    void stop();
+
+    std::uint16_t listen_port() const { return listen_port_; }
+    std::uint16_t admin_port() const { return admin_port_; }
+    unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
+    metrics::registry& metrics() { return *metrics_; }
+    net::worker& worker(unsigned i) { return *workers_[i]; }
+
+    std::string metrics_text() const;
+    bool healthy() const;
+
+private:
+    tcp::acceptor bind(net::worker& w, const config::address& addr, bool reuse_port);
+
+    config::proxy_config config_;
+    routing::router router_;
+    std::unique_ptr<metrics::registry> metrics_;
+    std::vector<std::unique_ptr<net::worker>> workers_;
+    std::unique_ptr<http::front_context> front_;
+    admin::hooks admin_hooks_;
+    std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;  // one per worker
+    std::unique_ptr<tcp::acceptor> admin_acceptor_;
+    std::unique_ptr<std::atomic<std::int64_t>[]> heartbeats_;  // per worker, steady ns
+    std::vector<std::thread> threads_;
+    std::uint16_t listen_port_ = 0;
+    std::uint16_t admin_port_ = 0;
+    bool running_ = false;
+};
+
+}  // namespace wsdrain::app

@@ -1,0 +1,389 @@
+#include "http/front.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include <optional>
+
+#include "http/forwarding.hpp"
+#include "log/log.hpp"
+#include "relay/tunnel.hpp"
+
+namespace wsdrain::http {
+
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using boost::system::error_code;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// A connection to one backend endpoint, kept for the next request of the same client.
+struct upstream_connection {
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    routing::endpoint* endpoint = nullptr;
+};
+
+struct error_reply {
+    bhttp::status status;
+    std::string text;
+    bool retry_after = false;
+};
+
+asio::awaitable<void> send_error(beast::tcp_stream& client, const error_reply& e, unsigned version, bool keep_alive) {
+    bhttp::response<bhttp::string_body> res{e.status, version};
+    res.set(bhttp::field::server, "wsdrain");
+    res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+    if (e.retry_after) res.set(bhttp::field::retry_after, "5");
+    res.body() = e.text + "\n";
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    client.expires_after(body_idle_timeout);
+    co_await bhttp::async_write(client, res, use_tuple);
+}
+
+// Moves a message body from `in` to `out` piece by piece; neither side is buffered whole.
+template <bool is_request>
+asio::awaitable<error_code> relay_body(beast::tcp_stream& in, beast::flat_buffer& in_buffer,
+                                       bhttp::parser<is_request, bhttp::buffer_body>& parser, beast::tcp_stream& out,
+                                       bhttp::serializer<is_request, bhttp::buffer_body>& serializer) {
+    std::array<char, 16384> chunk;
+    auto& body = parser.get().body();
+    do {
+        if (!parser.is_done()) {
+            body.data = chunk.data();
+            body.size = chunk.size();
+            in.expires_after(body_idle_timeout);
+            auto [ec, n] = co_await bhttp::async_read(in, in_buffer, parser, use_tuple);
+            if (ec == bhttp::error::need_buffer) ec = {};
+            if (ec) co_return ec;
+            body.size = chunk.size() - body.size;
+            body.data = chunk.data();
+            body.more = !parser.is_done();
+        } else {
+            body.data = nullptr;
+            body.size = 0;
+            body.more = false;
+        }
+        out.expires_after(body_idle_timeout);
+        auto [ec, n] = co_await bhttp::async_write(out, serializer, use_tuple);
+        if (ec == bhttp::error::need_buffer) ec = {};
+        if (ec) co_return ec;
+    } while (!parser.is_done() || !serializer.is_done());
+    co_return error_code{};
+}
+
+class connection {
+public:
+    connection(net::worker& w, front_context& ctx, tcp::socket socket)
+        : worker_(w), ctx_(ctx), client_(std::move(socket)) {
+        error_code ec;
+        const auto remote = client_.socket().remote_endpoint(ec);
+        client_info_.address = ec ? "unknown" : remote.address().to_string();
+        client_address_ = ec ? "unknown" : client_info_.address + ":" + std::to_string(remote.port());
+        client_.socket().set_option(tcp::no_delay(true), ec);
+    }
+
+    asio::awaitable<void> run();
+
+private:
+    asio::awaitable<bool> serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
+    asio::awaitable<void> serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
+    asio::awaitable<upstream_connection*> connect(routing::upstream& up, bool reuse);
+    void count_upgrade(routing::upstream& up, metrics::upgrade_result r) {
+        worker_.stats().upstreams[up.index()].upgrades[static_cast<std::size_t>(r)].add();
+    }
+
+    net::worker& worker_;
+    front_context& ctx_;
+    beast::tcp_stream client_;
+    beast::flat_buffer buffer_;
+    client_info client_info_;
+    std::string client_address_;
+    std::optional<upstream_connection> upstream_;
+};
+
+asio::awaitable<void> connection::run() {
+    const auto& limits = ctx_.config.limits;
+    for (;;) {
+        bhttp::request_parser<bhttp::buffer_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(limits.max_header_bytes, UINT32_MAX)));
+        parser.body_limit(boost::none);
+        client_.expires_after(limits.header_timeout);
+        auto [ec, n] = co_await bhttp::async_read_header(client_, buffer_, parser, use_tuple);
+        if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
+        if (ec == beast::error::timeout) {
+            if (buffer_.size() > 0) co_await send_error(client_, {bhttp::status::request_timeout, "request header timeout"}, 11, false);
+            break;
+        }
+        if (ec == bhttp::error::header_limit) {
+            co_await send_error(client_, {bhttp::status::request_header_fields_too_large,
+                                          "request header over limits.max_header_bytes"}, 11, false);
+            break;
+        }
+        if (ec) {
+            co_await send_error(client_, {bhttp::status::bad_request, "malformed request: " + ec.message()}, 11, false);
+            break;
+        }
+        auto& req = parser.get();
+        const std::string_view target{req.target().data(), req.target().size()};
+        routing::upstream* up = ctx_.router.match({req[bhttp::field::host].data(), req[bhttp::field::host].size()},
+                                                  target.substr(0, target.find('?')));
+        const bool upgrade = wants_websocket(req);
+        if (!up) {
+            co_await send_error(client_, {bhttp::status::not_found, "no route for this host and path"}, req.version(),
+                                req.keep_alive() && !upgrade && parser.is_done());
+            if (upgrade || !parser.is_done() || !req.keep_alive()) break;
+            continue;
+        }
+        if (upgrade) {
+            co_await serve_upgrade(parser, *up);
+            break;  // the socket now belongs to a tunnel, or the refusal closed it
+        }
+        if (!co_await serve_plain(parser, *up)) break;
+    }
+    error_code ec;
+    client_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    client_.close();
+}
+
+asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up, bool reuse) {
+    const auto now = clock::now();
+    if (reuse && upstream_ && upstream_->stream.socket().is_open()) {
+        // Keep-alive: the same endpoint serves the client's next request while it is up.
+        for (auto& e : up.endpoints())
+            if (e.get() == upstream_->endpoint && e->available(now)) co_return &*upstream_;
+    }
+    upstream_.reset();
+    routing::endpoint* ep = up.pick(now, worker_.random());
+    if (!ep) co_return nullptr;
+    upstream_.emplace(upstream_connection{beast::tcp_stream(worker_.context()), {}, ep});
+    const auto& a = ep->address();
+    error_code ec;
+    const auto address = asio::ip::make_address(a.host, ec);
+    std::vector<tcp::endpoint> targets;
+    if (!ec) {
+        targets.emplace_back(address, a.port);
+    } else {
+        tcp::resolver resolver(worker_.context());
+        auto [rec, results] = co_await resolver.async_resolve(a.host, std::to_string(a.port), use_tuple);
+        for (const auto& r : results) targets.push_back(r.endpoint());
+    }
+    upstream_->stream.expires_after(connect_timeout);
+    auto [cec, connected] = co_await upstream_->stream.async_connect(targets, use_tuple);
+    if (cec || targets.empty()) {
+        ep->connect_failed(clock::now());
+        log::warn("backend connect failed", {{"endpoint", ep->name()}, {"error", cec.message()}});
+        upstream_->endpoint = ep;
+        co_return &*upstream_;  // closed socket: the caller answers 502
+    }
+    ep->connect_succeeded();
+    upstream_->stream.socket().set_option(tcp::no_delay(true), ec);
+    co_return &*upstream_;
+}
+
+asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser,
+                                                routing::upstream& up) {
+    auto& req = parser.get();
+    if (auto why = check_websocket_request(req)) {
+        bhttp::response<bhttp::string_body> res{why->status, 11};
+        res.set(bhttp::field::server, "wsdrain");
+        if (why->status == bhttp::status::upgrade_required) {
+            res.set(bhttp::field::sec_websocket_version, "13");
+            res.set(bhttp::field::upgrade, "websocket");
+        }
+        res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+        res.body() = why->reason + "\n";
+        res.keep_alive(false);
+        res.prepare_payload();
+        co_await bhttp::async_write(client_, res, use_tuple);
+        co_return;
+    }
+    if (ctx_.sessions.fetch_add(1) >= static_cast<std::int64_t>(ctx_.config.limits.max_sessions)) {
+        ctx_.sessions.fetch_sub(1);
+        count_upgrade(up, metrics::upgrade_result::rejected_limit);
+        co_await send_error(client_, {bhttp::status::service_unavailable, "session limit reached", true}, 11, false);
+        co_return;
+    }
+    struct session_slot {  // given back unless a tunnel takes the session
+        std::atomic<std::int64_t>* count;
+        ~session_slot() {
+            if (count) count->fetch_sub(1);
+        }
+    } slot{&ctx_.sessions};
+
+    upstream_connection* conn = co_await connect(up, false);
+    if (!conn) {
+        count_upgrade(up, metrics::upgrade_result::backend_error);
+        co_await send_error(client_, {bhttp::status::service_unavailable, "no healthy backend", true}, 11, false);
+        co_return;
+    }
+    if (!conn->stream.socket().is_open()) {
+        count_upgrade(up, metrics::upgrade_result::backend_error);
+        co_await send_error(client_, {bhttp::status::bad_gateway, "backend unreachable"}, 11, false);
+        co_return;
+    }
+    bhttp::request<bhttp::empty_body> forward{std::move(req.base())};
+    prepare_upstream_request(forward, client_info_, true);
+    conn->stream.expires_after(ctx_.config.limits.header_timeout);
+    auto [wec, wn] = co_await bhttp::async_write(conn->stream, forward, use_tuple);
+    bhttp::response_parser<bhttp::buffer_body> rp;
+    rp.body_limit(boost::none);
+    error_code rec = wec;
+    if (!rec) std::tie(rec, std::ignore) = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);
+    if (rec) {
+        count_upgrade(up, metrics::upgrade_result::backend_error);
+        log::warn("backend failed the upgrade", {{"endpoint", conn->endpoint->name()}, {"error", rec.message()}});
+        co_await send_error(client_, {bhttp::status::bad_gateway, "backend failed the WebSocket handshake"}, 11, false);
+        co_return;
+    }
+    auto& res = rp.get();
+    if (res.result() != bhttp::status::switching_protocols) {
+        // The backend refused: its answer goes to the client as it is, body streamed.
+        count_upgrade(up, metrics::upgrade_result::backend_refused);
+        prepare_downstream_response(res, false);
+        bhttp::serializer<false, bhttp::buffer_body> sr{res};
+        client_.expires_after(body_idle_timeout);
+        auto [hec, hn] = co_await bhttp::async_write_header(client_, sr, use_tuple);
+        if (!hec && !rp.is_done()) co_await relay_body(conn->stream, conn->buffer, rp, client_, sr);
+        co_return;
+    }
+
+    bhttp::response<bhttp::empty_body> switching{std::move(res.base())};
+    const std::uint8_t rsv = negotiated_rsv_bits(switching);
+    client_.expires_never();
+    auto [sec, sn] = co_await bhttp::async_write(client_, switching, use_tuple);
+    if (sec) {
+        count_upgrade(up, metrics::upgrade_result::ok);  // the backend accepted; the client left
+        co_return;
+    }
+    count_upgrade(up, metrics::upgrade_result::ok);
+
+    relay::tunnel_params params;
+    params.max_frame_bytes = ctx_.config.limits.max_frame_bytes;
+    params.allowed_rsv = rsv;
+    params.ping_interval = ctx_.config.keepalive.ping_interval;
+    params.keepalive_timeout = ctx_.config.keepalive.timeout;
+    params.close_timeout = ctx_.config.drain.close_timeout;
+    params.upstream = &up;
+    params.endpoint = conn->endpoint;
+    params.client_address = client_address_;
+    params.session_count = slot.count;
+    slot.count = nullptr;
+
+    const auto down_early = buffer_.data();
+    const auto up_early = conn->buffer.data();
+    relay::tunnel::start(worker_, client_.release_socket(), conn->stream.release_socket(), std::move(params),
+                         {static_cast<const std::uint8_t*>(down_early.data()), down_early.size()},
+                         {static_cast<const std::uint8_t*>(up_early.data()), up_early.size()});
+    upstream_.reset();
+}
+
+asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser,
+                                              routing::upstream& up) {
+    auto& req = parser.get();
+    const bool client_keep_alive = req.keep_alive();
+    const bool head = req.method() == bhttp::verb::head;
+    auto& in_flight = worker_.stats().http_requests_in_flight;
+    in_flight.add(1);
+    struct in_flight_guard {
+        metrics::gauge& g;
+        ~in_flight_guard() { g.add(-1); }
+    } guard{in_flight};
+
+    if (beast::iequals(req[bhttp::field::expect], "100-continue")) {
+        // Answered here, as nginx does: the body then streams to the backend as it comes.
+        req.erase(bhttp::field::expect);
+        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
+        co_await bhttp::async_write(client_, cont, use_tuple);
+    }
+    prepare_upstream_request(req, client_info_, false);
+
+    upstream_connection* conn = co_await connect(up, true);
+    if (!conn || !conn->stream.socket().is_open()) {
+        const bool none = !conn;
+        co_await send_error(client_,
+                            none ? error_reply{bhttp::status::service_unavailable, "no healthy backend", true}
+                                 : error_reply{bhttp::status::bad_gateway, "backend unreachable"},
+                            req.version(), false);
+        co_return false;
+    }
+    bhttp::serializer<true, bhttp::buffer_body> request_writer{req};
+    conn->stream.expires_after(body_idle_timeout);
+    auto [hec, hn] = co_await bhttp::async_write_header(conn->stream, request_writer, use_tuple);
+    error_code ec = hec;
+    if (!ec && !parser.is_done()) ec = co_await relay_body(client_, buffer_, parser, conn->stream, request_writer);
+    if (ec) {
+        upstream_.reset();
+        co_await send_error(client_, {bhttp::status::bad_gateway, "backend failed: " + ec.message()}, 11, false);
+        co_return false;
+    }
+
+    for (;;) {  // informational responses (1xx) go to the client, then the real one
+        bhttp::response_parser<bhttp::buffer_body> rp;
+        rp.body_limit(boost::none);
+        rp.skip(head);
+        conn->stream.expires_after(body_idle_timeout);
+        auto [rec, rn] = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);
+        if (rec) {
+            upstream_.reset();
+            co_await send_error(client_, {bhttp::status::bad_gateway, "backend failed: " + rec.message()}, 11, false);
+            co_return false;
+        }
+        auto& res = rp.get();
+        const bool informational = res.result_int() >= 100 && res.result_int() < 200;
+        const bool backend_keep_alive = res.keep_alive();
+        prepare_downstream_response(res, client_keep_alive);
+        if (!informational && !res.has_content_length() && !res.chunked() && !head &&
+            res.result_int() != 204 && res.result_int() != 304) {
+            if (parser.get().version() >= 11) res.chunked(true);  // length unknown: chunk it
+            else res.keep_alive(false);
+        }
+        bhttp::serializer<false, bhttp::buffer_body> response_writer{res};
+        client_.expires_after(body_idle_timeout);
+        auto [wec, wn] = co_await bhttp::async_write_header(client_, response_writer, use_tuple);
+        error_code bec = wec;
+        if (!bec && !rp.is_done()) bec = co_await relay_body(conn->stream, conn->buffer, rp, client_, response_writer);
+        if (bec) {
+            upstream_.reset();
+            co_return false;
+        }
+        if (informational) continue;
+        if (!backend_keep_alive) upstream_.reset();
+        co_return res.keep_alive();
+    }
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket) {
+    connection c{w, ctx, std::move(socket)};
+    co_await c.run();
+}
+
+asio::awaitable<void> accept_loop(net::worker& w, front_context& ctx, tcp::acceptor& acceptor) {
+    asio::steady_timer backoff{w.context()};
+    for (;;) {
+        auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+        if (ec) {
+            // Out of descriptors (or a similar passing failure): pause instead of spinning.
+            log::warn("accept failed", {{"error", ec.message()}});
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(use_tuple);
+            continue;
+        }
+        asio::co_spawn(w.context(), serve_connection(w, ctx, std::move(socket)), asio::detached);
+    }
+}
+
+}  // namespace wsdrain::http

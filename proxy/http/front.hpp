@@ -1,0 +1,40 @@
+#pragma once
+// The client-facing HTTP/1.1 server: one coroutine per connection reads requests, routes
+// them, proxies plain requests with streamed bodies, and turns upgrade requests into
+// relay::tunnel sessions once the backend answered 101.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include "config/config.hpp"
+#include "net/worker.hpp"
+#include "routing/router.hpp"
+
+namespace wsdrain::http {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// How long the proxy waits for a backend to accept a connection, and for any step of a
+// plain request or response body to make progress.
+inline constexpr std::chrono::seconds connect_timeout{5};
+inline constexpr std::chrono::seconds body_idle_timeout{60};
+
+// State every connection of every thread shares; read-mostly.
+struct front_context {
+    const config::proxy_config& config;
+    routing::router& router;
+    std::atomic<std::int64_t> sessions{0};  // open WebSocket sessions, for limits.max_sessions
+};
+
+// Serves one client connection on worker `w`'s thread until it closes or upgrades.
+asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket);
+
+// Accepts connections on `acceptor` (owned by the caller) until it is closed.
+asio::awaitable<void> accept_loop(net::worker& w, front_context& ctx, tcp::acceptor& acceptor);
+
+}  // namespace wsdrain::http

@@ -1,0 +1,20 @@
+#include "net/worker.hpp"
+
+#include <random>
+
+namespace wsdrain::net {
+
+worker::worker(unsigned index, metrics::thread_shard& stats)
+    : index_(index), stats_(stats), scratch_(new std::uint8_t[scratch_size]) {
+    std::random_device rd;
+    rng_ = (std::uint64_t{rd()} << 32 | rd()) | 1;
+}
+
+std::uint64_t worker::random() {
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    return rng_ * 0x2545F4914F6CDD1DULL;
+}
+
+}  // namespace wsdrain::net

@@ -1,0 +1,588 @@
+#include "relay/tunnel.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/intrusive_ptr.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "log/log.hpp"
+#include "routing/router.hpp"
+
+namespace wsdrain::relay {
+
+using boost::system::error_code;
+using ptr = boost::intrusive_ptr<tunnel>;
+
+const char* to_string(leg_phase p) {
+    switch (p) {
+        case leg_phase::open: return "open";
+        case leg_phase::close_sent: return "close_sent";
+        case leg_phase::close_received: return "close_received";
+        case leg_phase::closed: return "closed";
+        case leg_phase::failed: return "failed";
+        case leg_phase::gone: return "gone";
+    }
+    return "?";
+}
+
+// The bytes one relay step sends to a leg: ranges of the input in place, plus the few
+// bytes that must be copied (a frame carried over from the previous read, an injected
+// frame). When the segments run out the batch spills into the leg's pending buffer.
+class tunnel::batch {
+public:
+    static constexpr std::size_t max_segments = 64;
+
+    explicit batch(std::vector<std::uint8_t>& spill) : spill_(spill) {}
+
+    void add(const std::uint8_t* p, std::size_t n) {
+        if (n == 0) return;
+        if (count_ == max_segments) spill();
+        segments_[count_++] = asio::const_buffer(p, n);
+    }
+
+    void add_copy(std::span<const std::uint8_t> bytes) {
+        if (bytes.empty()) return;
+        if (arena_used_ + bytes.size() > sizeof arena_) spill();
+        std::memcpy(arena_ + arena_used_, bytes.data(), bytes.size());
+        add(arena_ + arena_used_, bytes.size());
+        arena_used_ += bytes.size();
+    }
+
+    bool empty() const { return count_ == 0 && spill_.empty(); }
+    std::span<const asio::const_buffer> segments() const { return {segments_.data(), count_}; }
+
+    // Appends the segment bytes after the first `written` ones to the spill buffer.
+    void keep_unwritten(std::size_t written) {
+        for (std::size_t i = 0; i < count_; ++i) {
+            const auto* p = static_cast<const std::uint8_t*>(segments_[i].data());
+            const std::size_t n = segments_[i].size();
+            if (written >= n) {
+                written -= n;
+                continue;
+            }
+            spill_.insert(spill_.end(), p + written, p + n);
+            written = 0;
+        }
+        count_ = 0;
+    }
+
+    void spill() { keep_unwritten(0), arena_used_ = 0; }
+    void clear() { count_ = 0, arena_used_ = 0; }
+
+private:
+    std::vector<std::uint8_t>& spill_;
+    std::array<asio::const_buffer, max_segments> segments_;
+    std::size_t count_ = 0;
+    std::uint8_t arena_[1024];
+    std::size_t arena_used_ = 0;
+};
+
+tunnel::tunnel(net::worker& w, tcp::socket downstream, tcp::socket upstream, tunnel_params params)
+    : worker_(w),
+      params_(std::move(params)),
+      legs_{leg{std::move(downstream)}, leg{std::move(upstream)}},
+      streams_{{codec::frame_scanner{{true, params_.allowed_rsv, params_.max_frame_bytes}}},
+               {codec::frame_scanner{{false, params_.allowed_rsv, params_.max_frame_bytes}}}},
+      timer_(w.context()),
+      id_(w.next_session_id()),
+      started_(clock::now()),
+      last_downstream_activity_(started_) {}
+
+tunnel::~tunnel() = default;
+
+void tunnel::start(net::worker& w, tcp::socket downstream, tcp::socket upstream, tunnel_params params,
+                   std::span<const std::uint8_t> downstream_early, std::span<const std::uint8_t> upstream_early) {
+    ptr self{new tunnel(w, std::move(downstream), std::move(upstream), std::move(params))};
+    w.sessions().push_back(*self);
+    for (leg& l : self->legs_) {
+        error_code ec;
+        l.socket.non_blocking(true, ec);
+        l.socket.set_option(tcp::no_delay(true), ec);
+    }
+    w.stats().upstreams[self->params_.upstream->index()].sessions_active.add(1);
+    self->params_.endpoint->session_opened();
+    if (self->params_.ping_interval.count() > 0) self->next_ping_ = self->started_ + self->params_.ping_interval;
+    self->arm_timer();
+
+    if (!upstream_early.empty()) self->relay(leg_id::upstream, upstream_early.data(), upstream_early.size());
+    if (!downstream_early.empty()) self->relay(leg_id::downstream, downstream_early.data(), downstream_early.size());
+    self->read(leg_id::downstream);
+    self->read(leg_id::upstream);
+}
+
+// --- reading ---------------------------------------------------------------------------
+
+void tunnel::read(leg_id from) {
+    leg& src = leg_of(from);
+    const leg& dst = leg_of(other(from));
+    if (src.waiting || src.finished || src.eof) return;
+    if (dst.writing) {
+        src.paused = true;  // resumed when dst's pending bytes are written
+        return;
+    }
+    // Epoll is edge-triggered: wait for readability only after a read came back short.
+    for (int round = 0; round < 4; ++round) {
+        error_code ec;
+        const std::size_t n = src.socket.read_some(asio::buffer(worker_.scratch(), net::worker::scratch_size), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable(from);
+        if (ec) return on_end(from, ec);
+        relay(from, worker_.scratch(), n);
+        if (src.finished || src.eof) return;
+        if (dst.writing) {
+            src.paused = true;
+            return;
+        }
+        if (n < net::worker::scratch_size) return wait_readable(from);
+    }
+    // A busy leg yields to the other sessions of this thread before reading on.
+    src.waiting = true;
+    asio::post(worker_.context(), [self = ptr(this), from] {
+        self->leg_of(from).waiting = false;
+        self->read(from);
+    });
+}
+
+void tunnel::wait_readable(leg_id from) {
+    leg& src = leg_of(from);
+    src.waiting = true;
+    src.socket.async_wait(tcp::socket::wait_read, [self = ptr(this), from](const error_code& ec) {
+        leg& l = self->leg_of(from);
+        l.waiting = false;
+        if (l.finished) return;
+        if (ec) return self->on_end(from, ec);
+        self->read(from);
+    });
+}
+
+// --- relaying --------------------------------------------------------------------------
+
+void tunnel::relay(leg_id from, const std::uint8_t* data, std::size_t size) {
+    const leg_id to = other(from);
+    leg& src = leg_of(from);
+    leg& dst = leg_of(to);
+    stream& s = stream_from(from);
+    if (from == leg_id::downstream) last_downstream_activity_ = clock::now();
+    if (src.phase == leg_phase::failed) return;  // a leg that broke the protocol is not read
+
+    batch out(dst.pending);
+    std::size_t run = 0;  // start of the input bytes relayed as they are
+    for (std::size_t pos = 0; pos < size;) {
+        const codec::scan_event e = s.scanner.next(data + pos, size - pos);
+        bool keep = false;
+        switch (e.kind) {
+            case codec::event_kind::error:
+                out.add(data + run, pos - run);
+                flush(to, out);
+                on_protocol_error(from, e.error);
+                return;
+            case codec::event_kind::need_more:
+                break;  // carried in the scanner; relayed with the event that completes it
+            case codec::event_kind::data:
+                if (e.frame_start) {
+                    const auto& f = s.scanner.frame();
+                    s.dropping = !accepts_frames(dst.phase) || has_sent_close(src.phase);
+                    if (s.dropping) {
+                        count_drop(from, dst.phase == leg_phase::gone ? metrics::drop_reason::peer_gone
+                                                                      : metrics::drop_reason::after_close);
+                    } else {
+                        ++s.frames;
+                        s.bytes += f.header_size + f.payload_size;
+                    }
+                }
+                keep = !s.dropping;
+                break;
+            case codec::event_kind::control:
+                keep = on_control(from, e, data + pos);
+                break;
+        }
+        if (!keep || !e.head.empty()) {
+            out.add(data + run, pos - run);
+            if (keep) out.add_copy(e.head);
+            run = keep ? pos + e.skip : pos + e.consumed;
+        }
+        pos += e.consumed;
+        if (e.frame_end) s.dropping = false;
+    }
+    out.add(data + run, size - run);
+    flush(to, out);
+    publish_counts();
+
+    pump_injections(to);
+    pump_injections(from);
+    send_fin_if_done(to);
+    send_fin_if_done(from);
+}
+
+bool tunnel::on_control(leg_id from, const codec::scan_event& e, const std::uint8_t* input) {
+    const leg_id to = other(from);
+    leg& src = leg_of(from);
+    leg& dst = leg_of(to);
+    stream& s = stream_from(from);
+    const auto& f = s.scanner.frame();
+
+    if (has_sent_close(src.phase)) {  // nothing may follow a Close
+        count_drop(from, metrics::drop_reason::after_close);
+        return false;
+    }
+    std::uint8_t payload[codec::max_control_payload];
+    const std::size_t n = s.scanner.control_payload(e, input, payload);
+
+    if (f.opcode == codec::opcode::pong && from == leg_id::downstream && pong_deadline_ != clock::time_point::max() &&
+        n == sizeof id_ && std::memcmp(payload, &id_, n) == 0) {
+        pong_deadline_ = clock::time_point::max();  // the answer to our keepalive Ping
+        return false;
+    }
+
+    if (f.opcode == codec::opcode::close) {
+        const codec::close_payload c = codec::parse_close({payload, n});
+        if (!close_seen_) {
+            close_seen_ = true;
+            close_initiator_ = from;
+            first_close_code_ = c.code;
+            close_started_ = clock::now();
+        }
+        src.phase = after_close_from(src.phase);
+        if (close_deadline_ == clock::time_point::max()) {
+            close_deadline_ = clock::now() + params_.close_timeout;
+            arm_timer();
+        }
+        if (accepts_frames(dst.phase)) {  // relay it: it is dst's Close now
+            dst.phase = after_close_to(dst.phase);
+            dst.close_code = 0;  // a Close we meant to inject is no longer needed
+            dst.ping_due = false;
+            ++s.frames;
+            s.bytes += f.header_size + f.payload_size;
+            return true;
+        }
+        // dst already had a Close from us (this one answers it) or is gone: if src still
+        // waits for an answer, the proxy gives it.
+        if (src.phase == leg_phase::close_received)
+            queue_close(from, dst.phase == leg_phase::closed || dst.phase == leg_phase::close_sent
+                                  ? c.code
+                                  : close_code_when_gone(to),
+                        "");
+        return false;
+    }
+
+    if (!accepts_frames(dst.phase)) {
+        count_drop(from, dst.phase == leg_phase::gone ? metrics::drop_reason::peer_gone
+                                                      : metrics::drop_reason::after_close);
+        return false;
+    }
+    ++s.frames;
+    s.bytes += f.header_size + f.payload_size;
+    return true;
+}
+
+void tunnel::on_protocol_error(leg_id from, codec::scan_error err) {
+    const leg_id to = other(from);
+    const std::uint16_t code = codec::close_code_for(err);
+    log::debug("protocol error", {{"session", id_},
+                                  {"from", from == leg_id::downstream ? "client" : "backend"},
+                                  {"error", codec::to_string(err)}});
+    verdict_ = verdict::error;
+    // RFC 6455 7.1.7: fail the connection; the offender gets a Close and is read no more.
+    queue_close(from, code, codec::to_string(err));
+    leg_of(from).phase = leg_phase::failed;
+    // The other side is told too: a client's fault is passed on as it is; a backend's is a
+    // bad gateway to the client, except a frame too big, which is 1009 everywhere.
+    const std::uint16_t other_code =
+        from == leg_id::downstream || code == codec::close_code::too_big ? code : codec::close_code::bad_gateway;
+    queue_close(to, other_code, from == leg_id::downstream ? "client protocol error" : "backend protocol error");
+    pump_injections(from);
+    pump_injections(to);
+    send_fin_if_done(from);
+    send_fin_if_done(to);
+}
+
+// --- writing ---------------------------------------------------------------------------
+
+void tunnel::flush(leg_id to, batch& out) {
+    leg& dst = leg_of(to);
+    if (out.empty()) return;
+    if (dst.finished) {
+        out.clear();
+        dst.pending.clear();
+        return;
+    }
+    if (dst.writing) {
+        out.spill();
+        return;
+    }
+    std::array<asio::const_buffer, batch::max_segments + 1> buffers;
+    std::size_t count = 0;
+    if (!dst.pending.empty()) buffers[count++] = asio::buffer(dst.pending);
+    for (const auto& b : out.segments()) buffers[count++] = b;
+
+    error_code ec;
+    std::size_t written = dst.socket.write_some(std::span<const asio::const_buffer>(buffers.data(), count), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        written = 0;
+    } else if (ec) {
+        out.clear();
+        dst.pending.clear();
+        return on_end(to, ec);
+    }
+    if (!dst.pending.empty()) {
+        const std::size_t from_pending = std::min(written, dst.pending.size());
+        dst.pending.erase(dst.pending.begin(), dst.pending.begin() + static_cast<std::ptrdiff_t>(from_pending));
+        written -= from_pending;
+    }
+    out.keep_unwritten(written);
+    if (!dst.pending.empty()) start_write(to);
+}
+
+void tunnel::start_write(leg_id to) {
+    leg& dst = leg_of(to);
+    dst.writing = true;
+    asio::async_write(dst.socket, asio::buffer(dst.pending), [self = ptr(this), to](const error_code& ec, std::size_t) {
+        leg& l = self->leg_of(to);
+        l.writing = false;
+        if (l.finished) return;
+        l.pending.clear();
+        if (l.pending.capacity() > 4 * net::worker::scratch_size) std::vector<std::uint8_t>().swap(l.pending);
+        if (ec) return self->on_end(to, ec);
+        self->pump_injections(to);
+        self->send_fin_if_done(to);
+        leg& src = self->leg_of(other(to));
+        if (src.paused && !l.writing) {
+            src.paused = false;
+            self->read(other(to));
+        }
+    });
+}
+
+// --- the proxy's own frames -------------------------------------------------------------
+
+void tunnel::queue_close(leg_id to, std::uint16_t code, std::string_view reason) {
+    leg& l = leg_of(to);
+    if (l.finished || l.close_code != 0 || !accepts_frames(l.phase)) return;
+    l.close_code = code;
+    l.close_reason.assign(reason);
+    if (!close_seen_) {
+        close_seen_ = true;
+        close_by_proxy_ = true;
+        first_close_code_ = code;
+        close_started_ = clock::now();
+    }
+    if (close_deadline_ == clock::time_point::max()) {
+        close_deadline_ = clock::now() + params_.close_timeout;
+        arm_timer();
+    }
+}
+
+void tunnel::pump_injections(leg_id to) {
+    leg& dst = leg_of(to);
+    if (dst.finished || dst.writing || (dst.close_code == 0 && !dst.ping_due)) return;
+    const stream& in = stream_from(other(to));
+    if (in.scanner.inside_data_frame() && !in.dropping) return;  // only between frames
+
+    codec::mask_key key;
+    const codec::mask_key* mask = nullptr;
+    if (to == leg_id::upstream) {  // the proxy is the client on this leg: frames are masked
+        const std::uint64_t r = worker_.random();
+        std::memcpy(key.data(), &r, key.size());
+        mask = &key;
+    }
+    std::uint8_t frame[codec::max_control_frame];
+    std::size_t n;
+    if (dst.close_code != 0) {
+        n = codec::write_close(frame, dst.close_code, dst.close_reason, mask);
+        dst.phase = after_close_to(dst.phase);
+        dst.close_code = 0;
+        dst.ping_due = false;
+    } else {
+        n = codec::write_control(frame, codec::opcode::ping,
+                                 {reinterpret_cast<const std::uint8_t*>(&id_), sizeof id_}, mask);
+        dst.ping_due = false;
+    }
+    const auto d = static_cast<std::size_t>(direction_from(other(to)));
+    worker_.stats().frames[d].add();
+    worker_.stats().bytes[d].add(n);
+    batch out(dst.pending);
+    out.add_copy({frame, n});
+    flush(to, out);
+}
+
+// --- ending ----------------------------------------------------------------------------
+
+void tunnel::on_end(leg_id from, const error_code& ec) {
+    leg& l = leg_of(from);
+    if (l.finished) return;
+    l.eof = true;
+    if (wants_fin(l.phase)) {  // the expected end of a closed leg
+        if (!l.writing) close_leg(from);
+        return;
+    }
+    log::debug("leg ended", {{"session", id_},
+                             {"leg", from == leg_id::downstream ? "client" : "backend"},
+                             {"phase", to_string(l.phase)},
+                             {"error", ec.message()}});
+    l.phase = after_end(l.phase);
+    if (verdict_ == verdict::none) verdict_ = verdict::error;
+    const leg_id to = other(from);
+    const stream& in = stream_from(from);
+    close_leg(from);
+    if (!accepts_frames(leg_of(to).phase) || leg_of(to).finished) return;
+    if (in.scanner.inside_data_frame() && !in.dropping) {
+        // The frame in flight to the survivor can never end, so no Close can follow it.
+        close_leg(to);
+        return;
+    }
+    queue_close(to, close_code_when_gone(from), from == leg_id::upstream ? "backend went away" : "client went away");
+    pump_injections(to);
+    send_fin_if_done(to);
+}
+
+void tunnel::send_fin_if_done(leg_id l) {
+    leg& x = leg_of(l);
+    if (x.finished || x.fin_sent || x.writing || x.close_code != 0 || !wants_fin(x.phase)) return;
+    error_code ec;
+    x.socket.shutdown(tcp::socket::shutdown_send, ec);
+    x.fin_sent = true;
+    // Read on until the peer's FIN so that closing never resets; the deadline bounds it.
+    if (x.eof || ec) close_leg(l);
+    else if (!x.waiting) read(l);
+}
+
+void tunnel::close_leg(leg_id l) {
+    leg& x = leg_of(l);
+    if (x.finished) return;
+    x.finished = true;
+    error_code ec;
+    if (!x.fin_sent) x.socket.shutdown(tcp::socket::shutdown_both, ec);
+    x.socket.close(ec);
+    x.pending.clear();
+    if (leg_of(other(l)).finished) finish();
+}
+
+void tunnel::force_close() {
+    for (leg_id l : {leg_id::downstream, leg_id::upstream}) {
+        queue_close(l, codec::close_code::going_away, "proxy shutting down");
+        pump_injections(l);
+    }
+    verdict_ = verdict::error;
+    close_leg(leg_id::downstream);
+    close_leg(leg_id::upstream);
+}
+
+void tunnel::finish() {
+    if (finished_) return;
+    finished_ = true;
+    timer_.cancel();
+    unlink();
+    publish_counts();
+
+    const auto now = clock::now();
+    const bool clean = legs_[0].phase == leg_phase::closed && legs_[1].phase == leg_phase::closed;
+    metrics::close_reason reason = metrics::close_reason::error;
+    if (verdict_ == verdict::idle) reason = metrics::close_reason::idle;
+    else if (verdict_ == verdict::none && clean && !close_by_proxy_)
+        reason = close_initiator_ == leg_id::downstream ? metrics::close_reason::client : metrics::close_reason::backend;
+
+    metrics::thread_shard& stats = worker_.stats();
+    auto& up = stats.upstreams[params_.upstream->index()];
+    up.sessions_active.add(-1);
+    up.sessions_closed[static_cast<std::size_t>(reason)].add();
+    const double duration = std::chrono::duration<double>(now - started_).count();
+    up.session_duration.observe(duration);
+    if (clean) stats.close_handshake.observe(std::chrono::duration<double>(now - close_started_).count());
+    params_.endpoint->session_closed();
+    if (params_.session_count) params_.session_count->fetch_sub(1, std::memory_order_relaxed);
+
+    const char* closed_by = !close_seen_ ? "none"
+                            : close_by_proxy_ ? "proxy"
+                            : close_initiator_ == leg_id::downstream ? "client"
+                                                                     : "backend";
+    const stream& up_stream = stream_from(leg_id::downstream);
+    const stream& down_stream = stream_from(leg_id::upstream);
+    log::info("session closed", {{"session", id_},
+                                 {"client", params_.client_address},
+                                 {"upstream", params_.upstream->name()},
+                                 {"endpoint", params_.endpoint->name()},
+                                 {"duration_s", duration},
+                                 {"frames_to_backend", up_stream.frames},
+                                 {"bytes_to_backend", up_stream.bytes},
+                                 {"frames_to_client", down_stream.frames},
+                                 {"bytes_to_client", down_stream.bytes},
+                                 {"close_code", first_close_code_},
+                                 {"closed_by", closed_by},
+                                 {"reason", metrics::to_string(reason)}});
+}
+
+// --- time ------------------------------------------------------------------------------
+
+void tunnel::arm_timer() {
+    if (finished_) return;
+    const auto at = std::min({close_deadline_, next_ping_, pong_deadline_});
+    if (at == clock::time_point::max() || at >= timer_at_) return;
+    timer_at_ = at;
+    timer_.expires_at(at);
+    timer_.async_wait([self = ptr(this)](const error_code& ec) {
+        if (ec == asio::error::operation_aborted || self->finished_) return;
+        self->timer_at_ = clock::time_point::max();
+        self->on_timer();
+    });
+}
+
+void tunnel::on_timer() {
+    const auto now = clock::now();
+    if (now >= close_deadline_) {
+        // The closing handshake did not complete in time: end both legs.
+        close_deadline_ = clock::time_point::max();
+        if (!(legs_[0].phase == leg_phase::closed && legs_[1].phase == leg_phase::closed) && verdict_ == verdict::none)
+            verdict_ = verdict::error;
+        close_leg(leg_id::downstream);
+        close_leg(leg_id::upstream);
+        return;
+    }
+    if (now >= pong_deadline_) {
+        pong_deadline_ = clock::time_point::max();
+        next_ping_ = clock::time_point::max();
+        if (now - last_downstream_activity_ >= params_.keepalive_timeout) {
+            verdict_ = verdict::idle;
+            queue_close(leg_id::downstream, codec::close_code::going_away, "keepalive timeout");
+            queue_close(leg_id::upstream, codec::close_code::going_away, "client keepalive timeout");
+            pump_injections(leg_id::downstream);
+            pump_injections(leg_id::upstream);
+        }
+    }
+    if (now >= next_ping_) {
+        if (close_seen_) {
+            next_ping_ = clock::time_point::max();
+        } else if (now - last_downstream_activity_ >= params_.ping_interval) {
+            leg_of(leg_id::downstream).ping_due = true;
+            pump_injections(leg_id::downstream);
+            pong_deadline_ = now + params_.keepalive_timeout;
+            next_ping_ = now + params_.ping_interval;
+        } else {
+            next_ping_ = last_downstream_activity_ + params_.ping_interval;
+        }
+    }
+    arm_timer();
+}
+
+// --- counting --------------------------------------------------------------------------
+
+void tunnel::publish_counts() {
+    metrics::thread_shard& stats = worker_.stats();
+    for (leg_id from : {leg_id::downstream, leg_id::upstream}) {
+        stream& s = stream_from(from);
+        const auto d = static_cast<std::size_t>(direction_from(from));
+        if (s.frames != s.frames_published) stats.frames[d].add(s.frames - s.frames_published);
+        if (s.bytes != s.bytes_published) stats.bytes[d].add(s.bytes - s.bytes_published);
+        s.frames_published = s.frames;
+        s.bytes_published = s.bytes;
+    }
+}
+
+void tunnel::count_drop(leg_id from, metrics::drop_reason why) {
+    worker_.stats()
+        .frames_dropped[static_cast<std::size_t>(direction_from(from))][static_cast<std::size_t>(why)]
+        .add();
+}
+
+}  // namespace wsdrain::relay

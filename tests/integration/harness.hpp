@@ -1,0 +1,136 @@
+#pragma once
+// Shared pieces of the integration tests: the proxy run in-process on port 0, real clients
+// (Beast's WebSocket client, a raw-frame client for what Beast refuses to send), child
+// processes ended by PID, and a Prometheus text scraper.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "app/server.hpp"
+#include "backend.hpp"
+#include "config/config.hpp"
+
+namespace wsdrain::testing {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+
+// A config listening on 127.0.0.1:0 (proxy and admin) with one upstream "app".
+config::proxy_config local_config(std::vector<std::uint16_t> app_ports);
+
+// The proxy, running in this process on its own threads.
+class proxy {
+public:
+    explicit proxy(config::proxy_config cfg);
+    ~proxy();
+    std::uint16_t port() const { return server_->listen_port(); }
+    std::uint16_t admin_port() const { return server_->admin_port(); }
+    app::server& server() { return *server_; }
+
+private:
+    std::unique_ptr<app::server> server_;
+};
+
+// A Beast WebSocket client with blocking calls and a 10 s receive timeout.
+class ws_client {
+public:
+    ws_client(std::uint16_t port, const std::string& target = "/", std::vector<std::string> subprotocols = {},
+              const std::string& source_address = "127.0.0.1");
+    websocket::stream<tcp::socket>& ws() { return ws_; }
+    const websocket::response_type& response() const { return response_; }
+    std::string header(const std::string& name) const { return std::string(response_[name]); }
+
+    void send_text(const std::string& s);
+    void send_binary(const std::string& s);
+    std::string receive();  // throws on error or close
+    // Reads until the peer's Close; returns its code (1006 when the stream ended without one).
+    std::uint16_t wait_close(std::string* reason = nullptr);
+    void close(std::uint16_t code = 1000);
+
+private:
+    asio::io_context context_;
+    websocket::stream<tcp::socket> ws_;
+    websocket::response_type response_;
+};
+
+struct raw_frame {
+    std::uint8_t opcode = 0;
+    bool fin = true;
+    bool masked = false;
+    std::string payload;
+    std::uint16_t close_code() const;
+};
+
+// A TCP client that does the upgrade by hand and then speaks raw frames.
+class raw_client {
+public:
+    explicit raw_client(std::uint16_t port, const std::string& target = "/");
+    void send_bytes(const std::string& bytes);
+    void send_frame(std::uint8_t opcode, const std::string& payload, bool masked = true, bool fin = true);
+    std::optional<raw_frame> read_frame();  // nullopt at EOF, reset or timeout
+    bool at_eof();                          // true once the proxy closed its side
+    tcp::socket& socket() { return socket_; }
+
+private:
+    asio::io_context context_;
+    tcp::socket socket_;
+    std::string buffer_;
+};
+
+// Encodes one frame; masked frames use a fixed key.
+std::string encode_frame(std::uint8_t opcode, const std::string& payload, bool masked, bool fin = true,
+                         std::uint8_t rsv = 0);
+
+struct http_result {
+    unsigned status = 0;
+    std::map<std::string, std::string> headers;
+    std::string body;
+};
+
+http_result http_request(std::uint16_t port, bhttp::verb method, const std::string& target, const std::string& body = {},
+                         std::map<std::string, std::string> headers = {});
+
+// The value of one sample in Prometheus text, e.g. `wsdrain_state` or
+// `wsdrain_upgrades_total{result="ok",upstream="app"}`; NaN when absent.
+double metric(const std::string& text, const std::string& sample);
+std::string scrape(std::uint16_t admin_port);
+
+// A child process with its stdout piped to us; ended by PID.
+class process {
+public:
+    process(const std::string& path, const std::vector<std::string>& args);
+    ~process();
+    int pid() const { return pid_; }
+    std::string read_line(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    std::string read_all(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+    void kill(int signo);
+    // Waits for the exit; returns the exit status, or -signal, or nullopt on timeout.
+    std::optional<int> wait(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+private:
+    int pid_ = -1;
+    int out_fd_ = -1;
+    std::string pending_;
+    std::optional<int> status_;
+};
+
+std::string binary_path(const std::string& name);  // wsdrain, demo_backend
+std::string source_path(const std::string& relative);
+
+// Resident memory of a process in KiB (VmRSS).
+long rss_kib(int pid);
+
+}  // namespace wsdrain::testing

@@ -1,0 +1,141 @@
+// WebSocket sessions through a real proxy to a real Beast backend, over loopback.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace wsdrain::testing;
+
+namespace {
+
+struct relay : ::testing::Test {
+    backend app{{"app", "127.0.0.1", 0, {"chat", "superchat"}, false}};
+    proxy px{local_config({app.port()})};
+};
+
+std::string pattern(std::size_t n, char seed) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i % 23);
+    return s;
+}
+
+}  // namespace
+
+TEST_F(relay, echoes_text_and_binary_messages_of_every_length_class) {
+    ws_client c{px.port()};
+    for (std::size_t n : {0u, 1u, 125u, 126u, 65535u, 65536u, 1u << 20}) {
+        const std::string text = pattern(n, 'a');
+        c.send_text(text);
+        EXPECT_EQ(c.receive(), text) << n;
+        EXPECT_TRUE(c.ws().got_text());
+        std::string bin = pattern(n, '\0');
+        c.send_binary(bin);
+        EXPECT_EQ(c.receive(), bin) << n;
+        EXPECT_TRUE(c.ws().got_binary());
+    }
+    c.close(1000);
+}
+
+TEST_F(relay, keeps_fragmented_messages_whole_with_pings_between_fragments) {
+    raw_client c{px.port()};
+    c.send_frame(0x1, "hel", true, false);
+    c.send_frame(0x9, "between", true);  // a control frame inside the message
+    c.send_frame(0x0, "lo ", true, false);
+    c.send_frame(0x0, "world", true, true);
+    std::string message;
+    bool got_pong = false;
+    while (message.size() < 11) {
+        auto f = c.read_frame();
+        ASSERT_TRUE(f);
+        EXPECT_FALSE(f->masked) << "frames to a client are never masked";
+        if (f->opcode == 0xA) {
+            EXPECT_EQ(f->payload, "between");  // the backend's Pong, relayed
+            got_pong = true;
+        } else {
+            message += f->payload;
+        }
+    }
+    EXPECT_EQ(message, "hello world");
+    if (!got_pong) {
+        auto f = c.read_frame();
+        ASSERT_TRUE(f);
+        EXPECT_EQ(f->opcode, 0xA);
+    }
+}
+
+TEST_F(relay, relays_client_pings_to_the_backend_and_its_pongs_back) {
+    ws_client c{px.port()};
+    std::string pong;
+    c.ws().control_callback([&](websocket::frame_type kind, beast::string_view payload) {
+        if (kind == websocket::frame_type::pong) pong = std::string(payload);
+    });
+    c.ws().ping("are you there");
+    c.send_text("after ping");
+    EXPECT_EQ(c.receive(), "after ping");
+    EXPECT_EQ(pong, "are you there");
+}
+
+TEST_F(relay, two_hundred_concurrent_sessions_lose_reorder_and_cross_nothing) {
+    constexpr int sessions = 200, messages = 20;
+    std::vector<std::unique_ptr<ws_client>> clients;
+    for (int i = 0; i < sessions; ++i) clients.push_back(std::make_unique<ws_client>(px.port()));
+    for (int m = 0; m < messages; ++m)
+        for (int i = 0; i < sessions; ++i) clients[i]->send_text("S" + std::to_string(i) + " M" + std::to_string(m));
+    for (int i = 0; i < sessions; ++i)
+        for (int m = 0; m < messages; ++m)
+            ASSERT_EQ(clients[i]->receive(), "S" + std::to_string(i) + " M" + std::to_string(m));
+    EXPECT_EQ(app.sessions_open(), sessions);
+    for (auto& c : clients) c->close(1000);
+}
+
+TEST_F(relay, negotiates_the_subprotocol_end_to_end) {
+    ws_client c{px.port(), "/", {"unknown", "superchat", "chat"}};
+    EXPECT_EQ(c.header("Sec-WebSocket-Protocol"), "superchat");  // the backend's choice
+    EXPECT_EQ(c.header("X-Backend"), "app");
+}
+
+TEST_F(relay, a_client_close_reaches_the_backend_and_its_answer_comes_back) {
+    ws_client c{px.port()};
+    c.send_text("hi");
+    EXPECT_EQ(c.receive(), "hi");
+    c.close(4321);  // Beast's close() waits for the answering Close
+    for (int i = 0; i < 200 && app.ended().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(app.ended().size(), 1u);
+    EXPECT_TRUE(app.ended()[0].close_frame);
+    EXPECT_EQ(app.ended()[0].code, 4321);
+}
+
+TEST_F(relay, a_backend_close_reaches_the_client) {
+    ws_client c{px.port()};
+    c.send_text("close-me");
+    std::string reason;
+    EXPECT_EQ(c.wait_close(&reason), 4000);
+    EXPECT_EQ(reason, "backend says bye");
+}
+
+TEST_F(relay, counts_upgrades_frames_and_closes_in_metrics) {
+    {
+        ws_client c{px.port()};
+        c.send_text("one");
+        c.receive();
+        c.close(1000);
+    }
+    std::string text;
+    for (int i = 0; i < 200; ++i) {  // the session's end is published when its sockets close
+        text = scrape(px.admin_port());
+        if (metric(text, R"(wsdrain_sessions_closed_total{reason="client",upstream="app"})") == 1) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(metric(text, R"(wsdrain_upgrades_total{result="ok",upstream="app"})"), 1);
+    EXPECT_EQ(metric(text, R"(wsdrain_sessions_closed_total{reason="client",upstream="app"})"), 1);
+    EXPECT_EQ(metric(text, R"(wsdrain_sessions_active{upstream="app"})"), 0);
+    EXPECT_GE(metric(text, R"(wsdrain_frames_total{direction="to_backend"})"), 2);  // text + Close
+    EXPECT_GE(metric(text, R"(wsdrain_frames_total{direction="to_client"})"), 2);
+    EXPECT_GT(metric(text, R"(wsdrain_bytes_total{direction="to_backend"})"), 10);
+    EXPECT_EQ(metric(text, "wsdrain_state"), 0);
+    EXPECT_EQ(metric(text, R"(wsdrain_upgrades_total{result="rejected_limit",upstream="app"})"), 0);
+    EXPECT_EQ(metric(text, R"(wsdrain_upstream_endpoint_up{endpoint="127.0.0.1:)" + std::to_string(app.port()) +
+                               R"(",upstream="app"})"),
+              1);
+}
