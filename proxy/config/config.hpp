@@ -98,7 +98,7 @@ struct load_result {
     bool ok() const { return problems.empty(); }
 };
 
-// Loads and validates YAML text. `source` names the file in messages only.
+// Loads and validates YAML text.
 load_result load_string(std::string_view yaml_text);
 // Reads `path` and loads it; an unreadable file is one problem at line 0.
 load_result load_file(const std::string& path);
