@@ -31,11 +31,14 @@ struct upstream_connection {
     beast::tcp_stream stream;
     beast::flat_buffer buffer;
     routing::endpoint* endpoint = nullptr;
+    bool connected = false;
 };
 
+// Trivially destructible on purpose: GCC 12 may destroy a temporary with a destructor
+// twice when it appears in a co_await expression, so no such temporary is ever put there.
 struct error_reply {
     bhttp::status status;
-    std::string text;
+    std::string_view text;
     bool retry_after = false;
 };
 
@@ -44,7 +47,7 @@ asio::awaitable<void> send_error(beast::tcp_stream& client, const error_reply& e
     res.set(bhttp::field::server, "wsdrain");
     res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
     if (e.retry_after) res.set(bhttp::field::retry_after, "5");
-    res.body() = e.text + "\n";
+    res.body().assign(e.text).append("\n");
     res.keep_alive(keep_alive);
     res.prepare_payload();
     client.expires_after(body_idle_timeout);
@@ -131,7 +134,8 @@ asio::awaitable<void> connection::run() {
             break;
         }
         if (ec) {
-            co_await send_error(client_, {bhttp::status::bad_request, "malformed request: " + ec.message()}, 11, false);
+            const std::string why = "malformed request: " + ec.message();
+            co_await send_error(client_, {bhttp::status::bad_request, why}, 11, false);
             break;
         }
         auto& req = parser.get();
@@ -158,7 +162,7 @@ asio::awaitable<void> connection::run() {
 
 asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up, bool reuse) {
     const auto now = clock::now();
-    if (reuse && upstream_ && upstream_->stream.socket().is_open()) {
+    if (reuse && upstream_ && upstream_->connected && upstream_->stream.socket().is_open()) {
         // Keep-alive: the same endpoint serves the client's next request while it is up.
         for (auto& e : up.endpoints())
             if (e.get() == upstream_->endpoint && e->available(now)) co_return &*upstream_;
@@ -183,10 +187,10 @@ asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up,
     if (cec || targets.empty()) {
         ep->connect_failed(clock::now());
         log::warn("backend connect failed", {{"endpoint", ep->name()}, {"error", cec.message()}});
-        upstream_->endpoint = ep;
-        co_return &*upstream_;  // closed socket: the caller answers 502
+        co_return &*upstream_;  // not connected: the caller answers 502
     }
     ep->connect_succeeded();
+    upstream_->connected = true;
     upstream_->stream.socket().set_option(tcp::no_delay(true), ec);
     co_return &*upstream_;
 }
@@ -227,7 +231,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         co_await send_error(client_, {bhttp::status::service_unavailable, "no healthy backend", true}, 11, false);
         co_return;
     }
-    if (!conn->stream.socket().is_open()) {
+    if (!conn->connected) {
         count_upgrade(up, metrics::upgrade_result::backend_error);
         co_await send_error(client_, {bhttp::status::bad_gateway, "backend unreachable"}, 11, false);
         co_return;
@@ -309,7 +313,7 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
     prepare_upstream_request(req, client_info_, false);
 
     upstream_connection* conn = co_await connect(up, true);
-    if (!conn || !conn->stream.socket().is_open()) {
+    if (!conn || !conn->connected) {
         const bool none = !conn;
         co_await send_error(client_,
                             none ? error_reply{bhttp::status::service_unavailable, "no healthy backend", true}
@@ -324,7 +328,8 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
     if (!ec && !parser.is_done()) ec = co_await relay_body(client_, buffer_, parser, conn->stream, request_writer);
     if (ec) {
         upstream_.reset();
-        co_await send_error(client_, {bhttp::status::bad_gateway, "backend failed: " + ec.message()}, 11, false);
+        const std::string why = "backend failed: " + ec.message();
+        co_await send_error(client_, {bhttp::status::bad_gateway, why}, 11, false);
         co_return false;
     }
 
@@ -336,7 +341,8 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
         auto [rec, rn] = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);
         if (rec) {
             upstream_.reset();
-            co_await send_error(client_, {bhttp::status::bad_gateway, "backend failed: " + rec.message()}, 11, false);
+            const std::string why = "backend failed: " + rec.message();
+            co_await send_error(client_, {bhttp::status::bad_gateway, why}, 11, false);
             co_return false;
         }
         auto& res = rp.get();

@@ -36,7 +36,8 @@ void set_receive_timeout(tcp::socket& s, int seconds) {
 void init_logging_once() {
     static const bool done = [] {
         config::log_config c;
-        c.level = "warn";
+        const char* level = std::getenv("WSDRAIN_TEST_LOG");  // e.g. debug, when a test needs it
+        c.level = level ? level : "warn";
         log::setup(c);
         return true;
     }();
@@ -64,6 +65,18 @@ proxy::proxy(config::proxy_config cfg) {
 
 proxy::~proxy() { server_->stop(); }
 
+void run_bounded(asio::io_context& ctx, tcp::socket& socket, std::chrono::milliseconds timeout) {
+    ctx.restart();
+    ctx.run_for(timeout);
+    if (!ctx.stopped()) {
+        beast::error_code ec;
+        socket.close(ec);
+        ctx.restart();
+        ctx.run_for(std::chrono::seconds(1));
+        throw std::runtime_error("test client: no answer within the time limit");
+    }
+}
+
 // --- ws_client -------------------------------------------------------------------------
 
 ws_client::ws_client(std::uint16_t port, const std::string& target, std::vector<std::string> subprotocols,
@@ -82,36 +95,61 @@ ws_client::ws_client(std::uint16_t port, const std::string& target, std::vector<
     ws_.handshake(response_, "127.0.0.1:" + std::to_string(port), target);
 }
 
+namespace {
+void throw_if(const beast::error_code& ec) {
+    if (ec) throw boost::system::system_error(ec);
+}
+}  // namespace
+
 void ws_client::send_text(const std::string& s) {
     ws_.text(true);
-    ws_.write(asio::buffer(s));
+    beast::error_code result;
+    ws_.async_write(asio::buffer(s), [&](beast::error_code ec, std::size_t) { result = ec; });
+    run_bounded(context_, ws_.next_layer());
+    throw_if(result);
 }
 
 void ws_client::send_binary(const std::string& s) {
     ws_.binary(true);
-    ws_.write(asio::buffer(s));
+    beast::error_code result;
+    ws_.async_write(asio::buffer(s), [&](beast::error_code ec, std::size_t) { result = ec; });
+    run_bounded(context_, ws_.next_layer());
+    throw_if(result);
 }
 
 std::string ws_client::receive() {
     beast::flat_buffer b;
-    ws_.read(b);
+    beast::error_code result;
+    ws_.async_read(b, [&](beast::error_code ec, std::size_t) { result = ec; });
+    run_bounded(context_, ws_.next_layer());
+    throw_if(result);
     return beast::buffers_to_string(b.data());
 }
 
 std::uint16_t ws_client::wait_close(std::string* reason) {
     for (;;) {
         beast::flat_buffer b;
-        beast::error_code ec;
-        ws_.read(b, ec);
-        if (ec == websocket::error::closed) {
+        beast::error_code result;
+        ws_.async_read(b, [&](beast::error_code ec, std::size_t) { result = ec; });
+        run_bounded(context_, ws_.next_layer());
+        if (result == websocket::error::closed) {
             if (reason) *reason = ws_.reason().reason.c_str();
             return static_cast<std::uint16_t>(ws_.reason().code);
         }
-        if (ec) return 1006;
+        if (result) {
+            if (std::getenv("WSDRAIN_TEST_LOG")) std::fprintf(stderr, "wait_close: %s\n", result.message().c_str());
+            return 1006;
+        }
     }
 }
 
-void ws_client::close(std::uint16_t code) { ws_.close(websocket::close_reason(static_cast<websocket::close_code>(code))); }
+void ws_client::close(std::uint16_t code) {
+    beast::error_code result;
+    ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code)),
+                    [&](beast::error_code ec) { result = ec; });
+    run_bounded(context_, ws_.next_layer());
+    throw_if(result);
+}
 
 // --- raw frames ------------------------------------------------------------------------
 
@@ -166,9 +204,15 @@ std::optional<raw_frame> raw_client::read_frame() {
     auto need = [&](std::size_t n) {
         while (buffer_.size() < n) {
             char chunk[4096];
-            beast::error_code ec;
-            const std::size_t got = socket_.read_some(asio::buffer(chunk), ec);
-            if (ec || got == 0) return false;
+            beast::error_code result;
+            std::size_t got = 0;
+            socket_.async_read_some(asio::buffer(chunk), [&](beast::error_code ec, std::size_t k) { result = ec, got = k; });
+            try {
+                run_bounded(context_, socket_);
+            } catch (const std::exception&) {
+                return false;
+            }
+            if (result || got == 0) return false;
             buffer_.append(chunk, got);
         }
         return true;
@@ -207,9 +251,15 @@ std::optional<raw_frame> raw_client::read_frame() {
 
 bool raw_client::at_eof() {
     char c;
-    beast::error_code ec;
-    const std::size_t n = socket_.read_some(asio::buffer(&c, 1), ec);
-    return n == 0 && (ec == asio::error::eof || ec == asio::error::connection_reset);
+    beast::error_code result;
+    std::size_t n = 0;
+    socket_.async_read_some(asio::buffer(&c, 1), [&](beast::error_code ec, std::size_t k) { result = ec, n = k; });
+    try {
+        run_bounded(context_, socket_);
+    } catch (const std::exception&) {
+        return false;
+    }
+    return n == 0 && (result == asio::error::eof || result == asio::error::connection_reset);
 }
 
 // --- HTTP and metrics ------------------------------------------------------------------

@@ -44,7 +44,11 @@ private:
     std::unique_ptr<app::server> server_;
 };
 
-// A Beast WebSocket client with blocking calls and a 10 s receive timeout.
+// Runs one asynchronous operation on `ctx` to its end, or throws after `timeout` (after
+// closing `socket`, so that nothing waits forever in a failing test).
+void run_bounded(asio::io_context& ctx, tcp::socket& socket, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// A Beast WebSocket client; every call gives up after 10 s.
 class ws_client {
 public:
     ws_client(std::uint16_t port, const std::string& target = "/", std::vector<std::string> subprotocols = {},

@@ -80,6 +80,7 @@ asio::awaitable<void> websocket_session(backend::shared& sh, beast::tcp_stream s
             std::from_chars(text.data() + 6, text.data() + text.size(), count);
             std::string chunk(64 * 1024, 'x');
             ws.binary(true);
+            ws.auto_fragment(false);  // one 64 KiB frame a message
             for (std::uint64_t i = 0; i < count; ++i) {
                 auto [wec, wn] = co_await ws.async_write(asio::buffer(chunk), use_tuple);
                 if (wec) break;

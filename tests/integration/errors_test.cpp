@@ -1,0 +1,199 @@
+// Every failure gets the peer a clear answer: a status code before the upgrade, a Close
+// code after it, never a bare reset.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace wsdrain::testing;
+
+namespace {
+
+// Waits (bounded) until the backend has recorded `n` ended sessions.
+std::vector<session_end> ended(backend& b, std::size_t n) {
+    for (int i = 0; i < 500 && b.ended().size() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return b.ended();
+}
+
+std::uint16_t closed_port() {
+    asio::io_context ctx;
+    tcp::acceptor a(ctx, {asio::ip::make_address("127.0.0.1"), 0});
+    return a.local_endpoint().port();  // closed again when `a` goes
+}
+
+}  // namespace
+
+TEST(errors, an_unmasked_client_frame_gets_close_1002_and_the_backend_is_told) {
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    raw_client c{px.port()};
+    c.send_frame(0x1, "not masked", false);
+    auto f = c.read_frame();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1002);
+    EXPECT_TRUE(c.at_eof()) << "the proxy ends the connection after failing it";
+    auto e = ended(app, 1);
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_TRUE(e[0].close_frame);
+    EXPECT_EQ(e[0].code, 1002);
+}
+
+TEST(errors, a_client_frame_over_max_frame_bytes_gets_1009_on_both_legs) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.limits.max_frame_bytes = 1000;
+    proxy px{cfg};
+    ws_client c{px.port()};
+    c.send_text(std::string(1000, 'a'));  // at the limit: relayed
+    EXPECT_EQ(c.receive().size(), 1000u);
+    c.ws().auto_fragment(false);
+    c.send_text(std::string(1001, 'a'));
+    EXPECT_EQ(c.wait_close(), 1009);
+    auto e = ended(app, 1);
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_TRUE(e[0].close_frame);
+    EXPECT_EQ(e[0].code, 1009);
+    EXPECT_EQ(e[0].messages, 1u) << "the oversized frame never reached the backend";
+}
+
+TEST(errors, a_backend_frame_over_max_frame_bytes_gets_1009_on_both_legs) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.limits.max_frame_bytes = 10000;
+    proxy px{cfg};
+    ws_client c{px.port()};
+    c.send_text("flood 1");  // one 64 KiB frame from the backend
+    EXPECT_EQ(c.wait_close(), 1009);
+    auto e = ended(app, 1);
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_TRUE(e[0].close_frame);
+    EXPECT_EQ(e[0].code, 1009);
+}
+
+TEST(errors, a_backend_killed_mid_session_gets_the_client_close_1014) {
+    process b{binary_path("demo_backend"), {"--port", "0"}};
+    const std::string line = b.read_line();
+    ASSERT_TRUE(line.starts_with("listening on ")) << line;
+    const auto port = static_cast<std::uint16_t>(std::stoi(line.substr(13)));
+    proxy px{local_config({port})};
+    // A raw client: Beast 1.81 itself refuses 1014 as "reserved", though IANA assigned it.
+    raw_client c{px.port()};
+    c.send_frame(0x1, "before");
+    auto echo = c.read_frame();
+    ASSERT_TRUE(echo);
+    EXPECT_EQ(echo->payload, "before");
+    b.kill(SIGKILL);
+    ASSERT_TRUE(b.wait());
+    auto f = c.read_frame();
+    ASSERT_TRUE(f) << "the client got no Close, only a dropped connection";
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1014);
+    EXPECT_EQ(f->payload.substr(2), "backend went away");
+    c.send_frame(0x8, f->payload.substr(0, 2));  // the client answers; the handshake completes
+    EXPECT_TRUE(c.at_eof()) << "then the proxy ends the TCP connection";
+}
+
+TEST(errors, a_client_that_vanishes_gets_the_backend_a_close_1001) {
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    {
+        raw_client c{px.port()};
+        c.send_frame(0x1, "hello");
+        auto f = c.read_frame();
+        ASSERT_TRUE(f);
+        EXPECT_EQ(f->payload, "hello");
+    }  // the socket closes without a Close frame
+    auto e = ended(app, 1);
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_TRUE(e[0].close_frame) << "the backend saw a Close, not a dropped connection";
+    EXPECT_EQ(e[0].code, 1001);
+}
+
+TEST(errors, a_backend_down_at_upgrade_gets_502_and_is_counted) {
+    const auto port = closed_port();
+    proxy px{local_config({port})};
+    EXPECT_THROW(ws_client(px.port()), boost::system::system_error);
+    auto r = http_request(px.port(), bhttp::verb::get, "/ws",
+                          {}, {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Version", "13"},
+                               {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
+    EXPECT_EQ(r.status, 502u);
+    EXPECT_EQ(metric(scrape(px.admin_port()), R"(wsdrain_upgrades_total{result="backend_error",upstream="app"})"), 2);
+}
+
+TEST(errors, an_endpoint_is_marked_down_after_three_failed_connections) {
+    const auto port = closed_port();
+    proxy px{local_config({port})};
+    const std::string up = R"(wsdrain_upstream_endpoint_up{endpoint="127.0.0.1:)" + std::to_string(port) + R"(",upstream="app"})";
+    EXPECT_EQ(metric(scrape(px.admin_port()), up), 1);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(http_request(px.port(), bhttp::verb::get, "/").status, 502u);
+    EXPECT_EQ(metric(scrape(px.admin_port()), up), 0);
+    EXPECT_EQ(http_request(px.port(), bhttp::verb::get, "/").status, 503u) << "no healthy endpoint during the back-off";
+}
+
+TEST(errors, request_headers_over_the_limit_get_431) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.limits.max_header_bytes = 4096;
+    proxy px{cfg};
+    auto r = http_request(px.port(), bhttp::verb::get, "/", {}, {{"X-Big", std::string(5000, 'x')}});
+    EXPECT_EQ(r.status, 431u);
+    EXPECT_EQ(http_request(px.port(), bhttp::verb::get, "/", {}, {{"X-Small", std::string(1000, 'x')}}).status, 200u);
+}
+
+TEST(errors, malformed_upgrades_get_400_or_426_saying_why) {
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    std::map<std::string, std::string> h{{"Upgrade", "websocket"}, {"Connection", "Upgrade"},
+                                         {"Sec-WebSocket-Version", "13"}};
+    auto r = http_request(px.port(), bhttp::verb::get, "/", {}, h);
+    EXPECT_EQ(r.status, 400u);
+    EXPECT_NE(r.body.find("Sec-WebSocket-Key"), std::string::npos) << r.body;
+    h["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ==";
+    h["Sec-WebSocket-Version"] = "8";
+    r = http_request(px.port(), bhttp::verb::get, "/", {}, h);
+    EXPECT_EQ(r.status, 426u);
+    EXPECT_EQ(r.headers["Sec-WebSocket-Version"], "13");
+    h["Sec-WebSocket-Version"] = "13";
+    r = http_request(px.port(), bhttp::verb::post, "/", "x", h);
+    EXPECT_EQ(r.status, 400u);
+    EXPECT_NE(r.body.find("GET"), std::string::npos) << r.body;
+    EXPECT_EQ(app.sessions_started(), 0);
+}
+
+TEST(errors, a_path_without_a_route_gets_404) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.routes = {{"", "/chat", "app"}};
+    proxy px{cfg};
+    EXPECT_EQ(http_request(px.port(), bhttp::verb::get, "/other").status, 404u);
+    EXPECT_EQ(http_request(px.port(), bhttp::verb::get, "/chat/room").status, 200u);
+    EXPECT_THROW(ws_client(px.port(), "/other"), boost::system::system_error);
+}
+
+TEST(errors, upgrades_past_max_sessions_get_503_with_retry_after) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.limits.max_sessions = 2;
+    proxy px{cfg};
+    ws_client a{px.port()}, b{px.port()};
+    auto r = http_request(px.port(), bhttp::verb::get, "/", {},
+                          {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Version", "13"},
+                           {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
+    EXPECT_EQ(r.status, 503u);
+    EXPECT_FALSE(r.headers["Retry-After"].empty());
+    EXPECT_EQ(metric(scrape(px.admin_port()), R"(wsdrain_upgrades_total{result="rejected_limit",upstream="app"})"), 1);
+    a.close();
+    for (int i = 0; i < 500 && app.sessions_open() > 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 500; ++i) {  // the slot is given back once the session has fully ended
+        try {
+            ws_client c{px.port()};
+            SUCCEED();
+            return;
+        } catch (const std::exception&) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+    ADD_FAILURE() << "a freed slot was never given back";
+}
