@@ -46,7 +46,7 @@ server::server(config::proxy_config cfg) : config_(std::move(cfg)), router_(conf
     front_.reset(new http::front_context{config_, router_});
     admin_hooks_.metrics = [this] { return metrics_text(); };
     admin_hooks_.healthy = [this] { return healthy(); };
-    admin_hooks_.ready = [this] { return running_; };
+    admin_hooks_.ready = [this] { return running_.load(); };
 }
 
 server::~server() { stop(); }

@@ -46,19 +46,22 @@ public:
 private:
     tcp::acceptor bind(net::worker& w, const config::address& addr, bool reuse_port);
 
+    // Order matters: members are destroyed bottom-up. The event loops (workers_) go before
+    // everything a suspended coroutine or handler they destroy may still touch, and the
+    // listeners go before the loops they are registered with.
     config::proxy_config config_;
     routing::router router_;
     std::unique_ptr<metrics::registry> metrics_;
-    std::vector<std::unique_ptr<net::worker>> workers_;
     std::unique_ptr<http::front_context> front_;
     admin::hooks admin_hooks_;
+    std::unique_ptr<std::atomic<std::int64_t>[]> heartbeats_;  // per worker, steady ns
+    std::vector<std::unique_ptr<net::worker>> workers_;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;  // one per worker
     std::unique_ptr<tcp::acceptor> admin_acceptor_;
-    std::unique_ptr<std::atomic<std::int64_t>[]> heartbeats_;  // per worker, steady ns
     std::vector<std::thread> threads_;
     std::uint16_t listen_port_ = 0;
     std::uint16_t admin_port_ = 0;
-    bool running_ = false;
+    std::atomic<bool> running_{false};
 };
 
 }  // namespace wsdrain::app

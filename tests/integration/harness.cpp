@@ -384,6 +384,12 @@ std::optional<int> process::wait(std::chrono::milliseconds timeout) {
     }
 }
 
+std::uint16_t free_port() {
+    asio::io_context ctx;
+    tcp::acceptor a(ctx, {asio::ip::make_address("127.0.0.1"), 0});
+    return a.local_endpoint().port();
+}
+
 long rss_kib(int pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;

@@ -134,6 +134,9 @@ private:
 std::string binary_path(const std::string& name);  // wsdrain, demo_backend
 std::string source_path(const std::string& relative);
 
+// A loopback port that was free a moment ago (for processes that must be told a port).
+std::uint16_t free_port();
+
 // Resident memory of a process in KiB (VmRSS).
 long rss_kib(int pid);
 

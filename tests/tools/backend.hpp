@@ -28,6 +28,12 @@ struct backend_options {
     bool deflate = false;
 };
 
+inline backend_options named(std::string name) {
+    backend_options o;
+    o.name = std::move(name);
+    return o;
+}
+
 struct session_end {
     bool close_frame = false;  // ended by a Close frame (else EOF or reset)
     std::uint16_t code = 0;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 (bookworm) packages wsdrain needs that are not installed yet.
+#   scripts/deps.sh          build and run
+#   scripts/deps.sh --demo   also what the demo's instructions use (curl, a WebSocket client)
+#   scripts/deps.sh --test   also what the tests need
+set -euo pipefail
+
+packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libspdlog-dev
+          prometheus-cpp-dev libssl-dev)
+case "${1:-}" in
+  --demo) packages+=(curl python3 python3-websockets) ;;
+  --test) packages+=(libgtest-dev python3 python3-websockets) ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "Installing missing Debian packages: ${missing[*]}"
+sudo=()
+[[ $(id -u) -ne 0 ]] && sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

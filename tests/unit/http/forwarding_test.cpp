@@ -1,0 +1,86 @@
+#include "http/forwarding.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace wsdrain::http;
+namespace bhttp = boost::beast::http;
+
+namespace {
+request_header upgrade_request() {
+    request_header req;
+    req.method(bhttp::verb::get);
+    req.target("/chat");
+    req.version(11);
+    req.set(bhttp::field::host, "example.com");
+    req.set(bhttp::field::upgrade, "websocket");
+    req.set(bhttp::field::connection, "keep-alive, Upgrade");
+    req.set(bhttp::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
+    req.set(bhttp::field::sec_websocket_version, "13");
+    return req;
+}
+}  // namespace
+
+TEST(forwarding, accepts_a_valid_upgrade_and_says_what_is_wrong_otherwise) {
+    EXPECT_FALSE(check_websocket_request(upgrade_request()));
+    auto r = upgrade_request();
+    r.set(bhttp::field::sec_websocket_version, "8");
+    EXPECT_EQ(check_websocket_request(r)->status, bhttp::status::upgrade_required);
+    r = upgrade_request();
+    r.set(bhttp::field::sec_websocket_key, "short");
+    EXPECT_EQ(check_websocket_request(r)->status, bhttp::status::bad_request);
+    r = upgrade_request();
+    r.set(bhttp::field::connection, "keep-alive");
+    EXPECT_NE(check_websocket_request(r)->reason.find("Connection"), std::string::npos);
+    r = upgrade_request();
+    r.method(bhttp::verb::post);
+    EXPECT_TRUE(check_websocket_request(r));
+}
+
+TEST(forwarding, strips_hop_by_hop_headers_and_those_connection_names) {
+    request_header req;
+    req.set(bhttp::field::connection, "close, X-Secret");
+    req.set("X-Secret", "1");
+    req.set(bhttp::field::keep_alive, "timeout=5");
+    req.set(bhttp::field::proxy_connection, "keep-alive");
+    req.set(bhttp::field::te, "trailers");
+    req.set("X-Kept", "yes");
+    strip_hop_by_hop(req);
+    EXPECT_EQ(req.count("X-Secret"), 0u);
+    EXPECT_EQ(req.count(bhttp::field::connection), 0u);
+    EXPECT_EQ(req.count(bhttp::field::keep_alive), 0u);
+    EXPECT_EQ(req.count(bhttp::field::proxy_connection), 0u);
+    EXPECT_EQ(req.count(bhttp::field::te), 0u);
+    EXPECT_EQ(req["X-Kept"], "yes");
+}
+
+TEST(forwarding, adds_x_forwarded_headers_and_keeps_the_upgrade) {
+    auto req = upgrade_request();
+    req.set("X-Forwarded-For", "10.0.0.1");
+    prepare_upstream_request(req, {"192.0.2.7", false}, true);
+    EXPECT_EQ(req["X-Forwarded-For"], "10.0.0.1, 192.0.2.7");
+    EXPECT_EQ(req["X-Forwarded-Proto"], "http");
+    EXPECT_EQ(req["X-Forwarded-Host"], "example.com");
+    EXPECT_EQ(req[bhttp::field::connection], "Upgrade");
+    EXPECT_EQ(req[bhttp::field::upgrade], "websocket");
+    EXPECT_EQ(req[bhttp::field::sec_websocket_key], "dGhlIHNhbXBsZSBub25jZQ==");
+}
+
+TEST(forwarding, keeps_chunked_framing_of_a_plain_request) {
+    request_header req;
+    req.method(bhttp::verb::post);
+    req.set(bhttp::field::transfer_encoding, "gzip, chunked");
+    req.set(bhttp::field::host, "h");
+    prepare_upstream_request(req, {"127.0.0.1", true}, false);
+    EXPECT_EQ(req[bhttp::field::transfer_encoding], "chunked");
+    EXPECT_EQ(req["X-Forwarded-Proto"], "https");
+    EXPECT_EQ(req.count(bhttp::field::upgrade), 0u);
+}
+
+TEST(forwarding, knows_which_rsv_bits_the_negotiated_extensions_use) {
+    response_header res;
+    EXPECT_EQ(negotiated_rsv_bits(res), 0);
+    res.set(bhttp::field::sec_websocket_extensions, "permessage-deflate; client_max_window_bits=15");
+    EXPECT_EQ(negotiated_rsv_bits(res), 0x40);
+    res.set(bhttp::field::sec_websocket_extensions, "x-unknown");
+    EXPECT_EQ(negotiated_rsv_bits(res), 0x70);
+}
