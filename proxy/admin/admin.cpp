@@ -8,6 +8,9 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
+#include <cstdlib>
+#include <optional>
+
 #include "log/log.hpp"
 
 namespace wsdrain::admin {
@@ -29,23 +32,70 @@ response text(bhttp::status s, std::string body, const char* type = "text/plain;
     return r;
 }
 
-response route(const bhttp::request<bhttp::string_body>& req, const hooks& h) {
+// "timeout=2.5" in a query string, in milliseconds; nullopt when absent or malformed.
+std::optional<std::chrono::milliseconds> timeout_param(std::string_view query) {
+    for (std::size_t pos = 0; pos < query.size();) {
+        const std::size_t end = std::min(query.find('&', pos), query.size());
+        const std::string_view kv = query.substr(pos, end - pos);
+        if (kv.starts_with("timeout=")) {
+            const std::string v(kv.substr(8));
+            char* rest = nullptr;
+            const double seconds = std::strtod(v.c_str(), &rest);
+            if (v.empty() || *rest != '\0' || !(seconds >= 0) || seconds > 3600) return std::nullopt;
+            return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+        }
+        pos = end + 1;
+    }
+    return std::chrono::seconds(60);  // absent: one minute
+}
+
+response json(bhttp::status s, std::string body) { return text(s, std::move(body), "application/json"); }
+
+asio::awaitable<response> route(const bhttp::request<bhttp::string_body>& req, const asio::ip::address& peer,
+                                const hooks& h) {
     const std::string_view target{req.target().data(), req.target().size()};
-    const std::string_view path = target.substr(0, target.find('?'));
+    const auto q = target.find('?');
+    const std::string_view path = target.substr(0, q);
+    const std::string_view query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
     const bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
-    auto only_get = [&](auto&& make) { return get ? make() : text(bhttp::status::method_not_allowed, "use GET\n"); };
+    const bool post = req.method() == bhttp::verb::post;
+
+    if (path == "/drain" && post) {
+        const auto auth = req[bhttp::field::authorization];
+        if (!authorized(peer, {auth.data(), auth.size()}, h.token))
+            co_return text(bhttp::status::forbidden, "POST /drain needs a loopback peer or the admin bearer token\n");
+        if (!query.empty())
+            co_return text(bhttp::status::bad_request, "partial drains (fraction, spread) are not available yet\n");
+        h.start_drain();
+        co_return json(bhttp::status::accepted, h.drain_status());
+    }
+    if (!get) {
+        const bool known = path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/drain" ||
+                           path == "/drain/wait";
+        co_return text(known ? bhttp::status::method_not_allowed : bhttp::status::not_found,
+                       known ? "method not allowed\n" : "not found\n");
+    }
     if (path == "/metrics")
-        return only_get([&] { return text(bhttp::status::ok, h.metrics(), "text/plain; version=0.0.4; charset=utf-8"); });
+        co_return text(bhttp::status::ok, h.metrics(), "text/plain; version=0.0.4; charset=utf-8");
     if (path == "/healthz")
-        return only_get([&] { return h.healthy() ? text(bhttp::status::ok, "ok\n")
-                                                 : text(bhttp::status::service_unavailable, "event loop stalled\n"); });
+        co_return h.healthy() ? text(bhttp::status::ok, "ok\n")
+                              : text(bhttp::status::service_unavailable, "event loop stalled\n");
     if (path == "/readyz")
-        return only_get([&] { return h.ready() ? text(bhttp::status::ok, "ready\n")
-                                               : text(bhttp::status::service_unavailable, "draining\n"); });
-    return text(bhttp::status::not_found, "not found\n");
+        co_return h.ready() ? text(bhttp::status::ok, "ready\n")
+                            : text(bhttp::status::service_unavailable, "draining\n");
+    if (path == "/drain") co_return json(bhttp::status::ok, h.drain_status());
+    if (path == "/drain/wait") {
+        const auto timeout = timeout_param(query);
+        if (!timeout) co_return text(bhttp::status::bad_request, "timeout must be seconds between 0 and 3600\n");
+        const bool drained = co_await h.wait_drained(*timeout);
+        co_return json(drained ? bhttp::status::ok : bhttp::status::gateway_timeout, h.drain_status());
+    }
+    co_return text(bhttp::status::not_found, "not found\n");
 }
 
 asio::awaitable<void> serve(tcp::socket socket, const hooks& h) {
+    beast::error_code pec;
+    const asio::ip::address peer = socket.remote_endpoint(pec).address();
     beast::tcp_stream stream{std::move(socket)};
     beast::flat_buffer buffer;
     for (;;) {
@@ -56,10 +106,12 @@ asio::awaitable<void> serve(tcp::socket socket, const hooks& h) {
         auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
         if (ec) break;
         const auto& req = parser.get();
-        response res = route(req, h);
+        stream.expires_never();  // /drain/wait may take a while; it bounds itself
+        response res = co_await route(req, peer, h);
         res.keep_alive(req.keep_alive());
         res.prepare_payload();
         if (req.method() == bhttp::verb::head) res.body().clear();
+        stream.expires_after(std::chrono::seconds(30));
         auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
         if (wec || !res.keep_alive()) break;
     }
@@ -68,6 +120,20 @@ asio::awaitable<void> serve(tcp::socket socket, const hooks& h) {
 }
 
 }  // namespace
+
+bool authorized(const asio::ip::address& peer, std::string_view authorization, const std::string& token) {
+    if (peer.is_loopback()) return true;
+    if (peer.is_v6() && peer.to_v6().is_v4_mapped() &&
+        asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6()).is_loopback())
+        return true;
+    if (token.empty()) return false;
+    const std::string expected = "Bearer " + token;
+    // Constant time in the length of the expected value: no early exit on the first mismatch.
+    unsigned char diff = authorization.size() == expected.size() ? 0 : 1;
+    for (std::size_t i = 0; i < expected.size(); ++i)
+        diff |= static_cast<unsigned char>(expected[i] ^ (i < authorization.size() ? authorization[i] : 0));
+    return diff == 0;
+}
 
 asio::awaitable<void> accept_loop(net::worker& w, tcp::acceptor& acceptor, const hooks& h) {
     for (;;) {

@@ -5,7 +5,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <chrono>
 #include <functional>
+#include <string_view>
 #include <string>
 
 #include "net/worker.hpp"
@@ -16,10 +18,17 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 struct hooks {
-    std::function<std::string()> metrics;  // Prometheus text
-    std::function<bool()> healthy;         // every event loop answers
-    std::function<bool()> ready;           // serving (not draining)
+    std::function<std::string()> metrics;       // Prometheus text
+    std::function<bool()> healthy;              // every event loop answers
+    std::function<bool()> ready;                // serving (not draining)
+    std::function<std::string()> drain_status;  // the JSON of GET /drain
+    std::function<void()> start_drain;          // POST /drain
+    std::function<asio::awaitable<bool>(std::chrono::milliseconds)> wait_drained;  // true once drained
+    std::string token;                          // admin.token; empty: loopback peers only
 };
+
+// May this peer call a mutating endpoint? Loopback peers always; others with the token.
+bool authorized(const asio::ip::address& peer, std::string_view authorization, const std::string& token);
 
 asio::awaitable<void> accept_loop(net::worker& w, tcp::acceptor& acceptor, const hooks& h);
 

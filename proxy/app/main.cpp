@@ -1,10 +1,12 @@
 // wsdrain: command line and wiring only (SPEC section 4).
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include <sys/resource.h>
 
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -127,14 +129,20 @@ int run(const options& o) {
         log::error("start-up failed", {{"error", e.what()}});
         return 1;
     }
+    // SIGTERM and SIGINT: the first drains, a second forces (the drain controller decides).
     boost::asio::io_context signals_context;
     boost::asio::signal_set signals{signals_context, SIGTERM, SIGINT};
-    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec,
+                                                                               int signo) {
         if (ec) return;
-        log::info("signal received; shutting down", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
-        server.stop();
-    });
+        log::info("signal received", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        server.signal();
+        signals.async_wait(on_signal);
+    };
+    signals.async_wait(on_signal);
+    server.on_exit([&] { boost::asio::post(signals_context, [&] { signals.cancel(); }); });
     signals_context.run();
+    server.stop();
     log::info("wsdrain stopped");
     return 0;
 }

@@ -44,9 +44,14 @@ server::server(config::proxy_config cfg) : config_(std::move(cfg)), router_(conf
     heartbeats_.reset(new std::atomic<std::int64_t>[n]);
     for (unsigned i = 0; i < n; ++i) heartbeats_[i] = steady_ns();
     front_.reset(new http::front_context{config_, router_});
+    drain_ = std::make_unique<drain_shell>(workers_, *front_, config_.drain);
     admin_hooks_.metrics = [this] { return metrics_text(); };
     admin_hooks_.healthy = [this] { return healthy(); };
-    admin_hooks_.ready = [this] { return running_.load(); };
+    admin_hooks_.ready = [this] { return drain_->ready(); };
+    admin_hooks_.drain_status = [this] { return drain_->status_json(); };
+    admin_hooks_.start_drain = [this] { drain_->start(drain::trigger::admin); };
+    admin_hooks_.wait_drained = [this](std::chrono::milliseconds t) { return drain_->wait_drained(t); };
+    admin_hooks_.token = config_.admin.token;
 }
 
 server::~server() { stop(); }
@@ -92,7 +97,6 @@ void server::start() {
     asio::co_spawn(workers_[0]->context(), admin::accept_loop(*workers_[0], *admin_acceptor_, admin_hooks_),
                    asio::detached);
 
-    running_ = true;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         threads_.emplace_back([this, i] {
             net::worker& w = *workers_[i];
@@ -110,7 +114,6 @@ void server::start() {
 
 void server::stop() {
     if (threads_.empty()) return;
-    running_ = false;
     // Each loop closes its own listener and sessions, then is left without work and returns.
     std::vector<std::future<void>> done;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
@@ -120,12 +123,13 @@ void server::stop() {
             boost::system::error_code ec;
             acceptors_[i]->close(ec);
             if (i == 0) admin_acceptor_->close(ec);
-            auto& list = workers_[i]->sessions();
-            while (!list.empty()) {
-                net::session_link& s = list.front();
-                s.unlink();
-                s.force_close();
-            }
+            net::worker& w = *workers_[i];
+            for (net::session_list* list : {&w.sessions(), &w.closing(), &w.connections()})
+                while (!list->empty()) {
+                    net::session_link& s = list->front();
+                    s.unlink();
+                    s.force_close();
+                }
             p->set_value();
         });
     }
@@ -136,7 +140,7 @@ void server::stop() {
 }
 
 std::string server::metrics_text() const {
-    metrics::drain_view drain;
+    const metrics::drain_view drain = drain_->view();
     std::vector<metrics::endpoint_view> endpoints;
     for (const auto& u : router_.upstreams())
         for (const auto& e : u->endpoints()) endpoints.push_back({u->name(), e->name(), e->up()});

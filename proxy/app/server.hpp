@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "admin/admin.hpp"
+#include "app/drain_shell.hpp"
 #include "config/config.hpp"
 #include "http/front.hpp"
 #include "metrics/metrics.hpp"
@@ -34,6 +35,12 @@ public:
     // Closes the listeners, ends every session at once and joins the threads.
     void stop();
 
+    // The drain (SPEC section 2). A signal, from any thread: the first drains, a second
+    // forces. `on_exit` is called (on an event loop) when the process should exit 0.
+    void signal() { drain_->start_from_signal(); }
+    void on_exit(std::function<void()> f) { drain_->on_exit = std::move(f); }
+    drain_shell& drain() { return *drain_; }
+
     std::uint16_t listen_port() const { return listen_port_; }
     std::uint16_t admin_port() const { return admin_port_; }
     unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
@@ -56,12 +63,12 @@ private:
     admin::hooks admin_hooks_;
     std::unique_ptr<std::atomic<std::int64_t>[]> heartbeats_;  // per worker, steady ns
     std::vector<std::unique_ptr<net::worker>> workers_;
+    std::unique_ptr<drain_shell> drain_;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;  // one per worker
     std::unique_ptr<tcp::acceptor> admin_acceptor_;
     std::vector<std::thread> threads_;
     std::uint16_t listen_port_ = 0;
     std::uint16_t admin_port_ = 0;
-    std::atomic<bool> running_{false};
 };
 
 }  // namespace wsdrain::app

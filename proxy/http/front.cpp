@@ -85,10 +85,11 @@ asio::awaitable<error_code> relay_body(beast::tcp_stream& in, beast::flat_buffer
     co_return error_code{};
 }
 
-class connection {
+class connection final : public net::session_link {
 public:
     connection(net::worker& w, front_context& ctx, tcp::socket socket)
         : worker_(w), ctx_(ctx), client_(std::move(socket)) {
+        w.connections().push_back(*this);
         error_code ec;
         const auto remote = client_.socket().remote_endpoint(ec);
         client_info_.address = ec ? "unknown" : remote.address().to_string();
@@ -98,7 +99,19 @@ public:
 
     asio::awaitable<void> run();
 
+    void drain_close(std::uint16_t, const std::string&) override {
+        closing_ = true;  // the response in flight says Connection: close
+        if (idle_) close_now();
+    }
+    void force_close() override { close_now(); }
+
 private:
+    void close_now() {
+        error_code ec;
+        client_.socket().close(ec);
+        if (upstream_) upstream_->stream.socket().close(ec);
+    }
+    bool keep_alive(bool client_wants) const { return client_wants && !closing_ && !ctx_.refusing; }
     asio::awaitable<bool> serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
     asio::awaitable<void> serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
     asio::awaitable<upstream_connection*> connect(routing::upstream& up, bool reuse);
@@ -113,6 +126,8 @@ private:
     client_info client_info_;
     std::string client_address_;
     std::optional<upstream_connection> upstream_;
+    bool idle_ = false;     // waiting for a request with nothing of it read yet
+    bool closing_ = false;  // a drain asked this connection to close
 };
 
 asio::awaitable<void> connection::run() {
@@ -121,8 +136,12 @@ asio::awaitable<void> connection::run() {
         bhttp::request_parser<bhttp::buffer_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(limits.max_header_bytes, UINT32_MAX)));
         parser.body_limit(boost::none);
+        if (closing_) break;
         client_.expires_after(limits.header_timeout);
+        idle_ = buffer_.size() == 0;
         auto [ec, n] = co_await bhttp::async_read_header(client_, buffer_, parser, use_tuple);
+        idle_ = false;
+        if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;  // closed by a drain
         if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
         if (ec == beast::error::timeout) {
             if (buffer_.size() > 0) co_await send_error(client_, {bhttp::status::request_timeout, "request header timeout"}, 11, false);
@@ -148,6 +167,11 @@ asio::awaitable<void> connection::run() {
                                 req.keep_alive() && !upgrade && parser.is_done());
             if (upgrade || !parser.is_done() || !req.keep_alive()) break;
             continue;
+        }
+        if (ctx_.refusing) {
+            if (upgrade) count_upgrade(*up, metrics::upgrade_result::rejected_draining);
+            co_await send_error(client_, {bhttp::status::service_unavailable, "draining", true}, req.version(), false);
+            break;
         }
         if (upgrade) {
             co_await serve_upgrade(parser, *up);
@@ -348,11 +372,12 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
         auto& res = rp.get();
         const bool informational = res.result_int() >= 100 && res.result_int() < 200;
         const bool backend_keep_alive = res.keep_alive();
-        prepare_downstream_response(res, client_keep_alive);
+        bool keep = keep_alive(client_keep_alive);
+        prepare_downstream_response(res, keep);
         if (!informational && !res.has_content_length() && !res.chunked() && !head &&
             res.result_int() != 204 && res.result_int() != 304) {
             if (parser.get().version() >= 11) res.chunked(true);  // length unknown: chunk it
-            else res.keep_alive(false);
+            else res.keep_alive(keep = false);  // HTTP/1.0: the end of the body is the close
         }
         bhttp::serializer<false, bhttp::buffer_body> response_writer{res};
         client_.expires_after(body_idle_timeout);
@@ -365,7 +390,7 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
         }
         if (informational) continue;
         if (!backend_keep_alive) upstream_.reset();
-        co_return res.keep_alive();
+        co_return keep;
     }
 }
 

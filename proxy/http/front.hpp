@@ -29,6 +29,7 @@ struct front_context {
     const config::proxy_config& config;
     routing::router& router;
     std::atomic<std::int64_t> sessions{0};  // open WebSocket sessions, for limits.max_sessions
+    std::atomic<bool> refusing{false};      // draining past its pre-delay: new requests get 503
 };
 
 // Serves one client connection on worker `w`'s thread until it closes or upgrades.

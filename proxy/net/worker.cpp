@@ -1,5 +1,6 @@
 #include "net/worker.hpp"
 
+#include <atomic>
 #include <random>
 
 namespace wsdrain::net {
@@ -8,6 +9,11 @@ worker::worker(unsigned index, metrics::thread_shard& stats)
     : index_(index), stats_(stats), scratch_(new std::uint8_t[scratch_size]) {
     std::random_device rd;
     rng_ = (std::uint64_t{rd()} << 32 | rd()) | 1;
+}
+
+std::uint64_t worker::next_session_id() {
+    static std::atomic<std::uint64_t> last{0};
+    return last.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 std::uint64_t worker::random() {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "metrics/metrics.hpp"
 
@@ -14,12 +15,16 @@ namespace wsdrain::net {
 
 namespace asio = boost::asio;
 
-// What the control side may ask of a session, always on the session's own thread.
+// What the control side may ask of a session or connection, always on its own thread.
 class session_link
     : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
 public:
     virtual ~session_link() = default;
-    // Ends the session at once: a Close frame where a socket takes it now, then FIN.
+    // Begins a graceful close: a WebSocket session sends its client `code` and `reason` at
+    // the next message boundary and completes the handshake on both legs; an HTTP connection
+    // closes now if idle, else after the response in flight (which says Connection: close).
+    virtual void drain_close(std::uint16_t code, const std::string& reason) = 0;
+    // Ends at once: a Close frame where a socket takes it now, then FIN.
     virtual void force_close() = 0;
 };
 
@@ -36,7 +41,16 @@ public:
     unsigned index() const { return index_; }
     asio::io_context& context() { return context_; }
     metrics::thread_shard& stats() { return stats_; }
+    // WebSocket sessions not yet asked to close, oldest first.
     session_list& sessions() { return sessions_; }
+    // WebSocket sessions asked to close by a drain.
+    session_list& closing() { return closing_; }
+    // Client HTTP connections that have not become sessions.
+    session_list& connections() { return connections_; }
+
+    // True from the start of a drain: sessions ending now count toward its progress.
+    bool draining() const { return draining_; }
+    void set_draining(bool d) { draining_ = d; }
 
     // A read buffer shared by every session of this thread: a session reads into it,
     // relays what it can at once and keeps only what the other side could not take.
@@ -44,16 +58,19 @@ public:
 
     // Fast non-cryptographic randomness for frame masks (xorshift64*).
     std::uint64_t random();
-    std::uint64_t next_session_id() { return (std::uint64_t{index_} << 48) | ++sessions_started_; }
+    // Session ids for the logs: 1, 2, 3... across every thread (once per session).
+    static std::uint64_t next_session_id();
 
 private:
     unsigned index_;
     asio::io_context context_{1};
     metrics::thread_shard& stats_;
     session_list sessions_;
+    session_list closing_;
+    session_list connections_;
+    bool draining_ = false;
     std::unique_ptr<std::uint8_t[]> scratch_;
     std::uint64_t rng_;
-    std::uint64_t sessions_started_ = 0;
 };
 
 }  // namespace wsdrain::net

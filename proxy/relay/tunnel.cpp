@@ -379,6 +379,12 @@ void tunnel::pump_injections(leg_id to) {
     if (dst.finished || dst.writing || (dst.close_code == 0 && !dst.ping_due)) return;
     const stream& in = stream_from(other(to));
     if (in.scanner.inside_data_frame() && !in.dropping) return;  // only between frames
+    // A drain's Close waits (a bounded while) for the message in flight to the client to end,
+    // so that no client is left holding half a message.
+    if (to == leg_id::downstream && dst.close_code != 0 && message_wait_until_ != clock::time_point::max()) {
+        if (in.scanner.inside_message() && !in.dropping && clock::now() < message_wait_until_) return;
+        message_wait_until_ = clock::time_point::max();
+    }
 
     codec::mask_key key;
     const codec::mask_key* mask = nullptr;
@@ -392,6 +398,10 @@ void tunnel::pump_injections(leg_id to) {
     if (dst.close_code != 0) {
         n = codec::write_close(frame, dst.close_code, dst.close_reason, mask);
         dst.phase = after_close_to(dst.phase);
+        // The peer has close_timeout from now to answer.
+        close_deadline_ = std::max(close_deadline_ == clock::time_point::max() ? clock::time_point{} : close_deadline_,
+                                   clock::now() + params_.close_timeout);
+        arm_timer();
         dst.close_code = 0;
         dst.ping_due = false;
     } else {
@@ -459,12 +469,22 @@ void tunnel::close_leg(leg_id l) {
     if (leg_of(other(l)).finished) finish();
 }
 
+void tunnel::drain_close(std::uint16_t code, const std::string& reason) {
+    if (finished_ || close_seen_) return;  // a close is already under way: it goes on as it is
+    drained_ = true;
+    message_wait_until_ = clock::now() + message_boundary_wait;
+    queue_close(leg_id::downstream, code, reason);
+    pump_injections(leg_id::downstream);
+    arm_timer();
+}
+
 void tunnel::force_close() {
     for (leg_id l : {leg_id::downstream, leg_id::upstream}) {
+        message_wait_until_ = clock::time_point::max();
         queue_close(l, codec::close_code::going_away, "proxy shutting down");
         pump_injections(l);
     }
-    verdict_ = verdict::error;
+    if (verdict_ == verdict::none) verdict_ = verdict::forced;
     close_leg(leg_id::downstream);
     close_leg(leg_id::upstream);
 }
@@ -477,11 +497,14 @@ void tunnel::finish() {
     publish_counts();
 
     const auto now = clock::now();
-    const bool clean = legs_[0].phase == leg_phase::closed && legs_[1].phase == leg_phase::closed;
+    const bool clean = verdict_ == verdict::none && legs_[0].phase == leg_phase::closed &&
+                       legs_[1].phase == leg_phase::closed;
     metrics::close_reason reason = metrics::close_reason::error;
     if (verdict_ == verdict::idle) reason = metrics::close_reason::idle;
-    else if (verdict_ == verdict::none && clean && !close_by_proxy_)
+    else if (clean && !close_by_proxy_)
         reason = close_initiator_ == leg_id::downstream ? metrics::close_reason::client : metrics::close_reason::backend;
+    else if (drained_ || (verdict_ == verdict::forced && worker_.draining()))
+        reason = clean ? metrics::close_reason::drain_clean : metrics::close_reason::drain_forced;
 
     metrics::thread_shard& stats = worker_.stats();
     auto& up = stats.upstreams[params_.upstream->index()];
@@ -490,6 +513,7 @@ void tunnel::finish() {
     const double duration = std::chrono::duration<double>(now - started_).count();
     up.session_duration.observe(duration);
     if (clean) stats.close_handshake.observe(std::chrono::duration<double>(now - close_started_).count());
+    if (worker_.draining()) (clean ? stats.drain_closed_clean : stats.drain_closed_forced).add();
     params_.endpoint->session_closed();
     if (params_.session_count) params_.session_count->fetch_sub(1, std::memory_order_relaxed);
 
@@ -517,7 +541,7 @@ void tunnel::finish() {
 
 void tunnel::arm_timer() {
     if (finished_) return;
-    const auto at = std::min({close_deadline_, next_ping_, pong_deadline_});
+    const auto at = std::min({close_deadline_, next_ping_, pong_deadline_, message_wait_until_});
     if (at == clock::time_point::max() || at >= timer_at_) return;
     timer_at_ = at;
     timer_.expires_at(at);
@@ -538,6 +562,10 @@ void tunnel::on_timer() {
         close_leg(leg_id::downstream);
         close_leg(leg_id::upstream);
         return;
+    }
+    if (now >= message_wait_until_) {  // the message in flight did not end in time
+        message_wait_until_ = clock::time_point::max();
+        pump_injections(leg_id::downstream);
     }
     if (now >= pong_deadline_) {
         pong_deadline_ = clock::time_point::max();

@@ -53,7 +53,11 @@ public:
     static void start(net::worker& w, tcp::socket downstream, tcp::socket upstream, tunnel_params params,
                       std::span<const std::uint8_t> downstream_early, std::span<const std::uint8_t> upstream_early);
 
+    void drain_close(std::uint16_t code, const std::string& reason) override;
     void force_close() override;
+
+    // How long a drain Close waits for the message in flight to the client to end.
+    static constexpr std::chrono::seconds message_boundary_wait{1};
 
     friend void intrusive_ptr_add_ref(tunnel* t) { ++t->refs_; }
     friend void intrusive_ptr_release(tunnel* t) {
@@ -62,7 +66,7 @@ public:
 
 private:
     // Why the session ended, when it is not a plain clean close by one side.
-    enum class verdict : std::uint8_t { none, idle, error };
+    enum class verdict : std::uint8_t { none, idle, error, forced };
 
     struct leg {
         explicit leg(tcp::socket s) : socket(std::move(s)) {}
@@ -135,9 +139,11 @@ private:
     clock::time_point last_downstream_activity_;
     clock::time_point next_ping_ = clock::time_point::max();
     clock::time_point pong_deadline_ = clock::time_point::max();
+    clock::time_point message_wait_until_ = clock::time_point::max();  // drain Close: wait for a message end
 
     leg_id close_initiator_ = leg_id::downstream;
     bool close_by_proxy_ = false;
+    bool drained_ = false;  // a drain asked this session to close
     bool close_seen_ = false;
     std::uint16_t first_close_code_ = codec::close_code::abnormal;
     verdict verdict_ = verdict::none;
