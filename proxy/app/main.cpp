@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "app/cli.hpp"
 #include "app/server.hpp"
 #include "config/config.hpp"
 #include "log/log.hpp"
@@ -28,10 +29,16 @@ Usage:
       Run the proxy. Flags override the file; with --upstream alone no file is needed.
   wsdrain check --config FILE
       Validate a config file: prints "config OK", or FILE:LINE:COL: message per problem.
+  wsdrain drain [--admin ADDR] [--wait] [--timeout DURATION]
+      Start a drain through the admin API; with --wait show progress and exit 0 once
+      drained, 1 on timeout (default 10m). Meant as a Kubernetes preStop hook.
+  wsdrain status [--admin ADDR]
+      The drain status in words.
   wsdrain --version
   wsdrain --help
 
-Addresses are HOST:PORT ([::1]:PORT for IPv6).
+Addresses are HOST:PORT ([::1]:PORT for IPv6); drain and status also take http://HOST:PORT
+(default 127.0.0.1:9901). A bearer token for the admin API comes from WSDRAIN_ADMIN_TOKEN.
 )";
 
 struct options {
@@ -170,6 +177,10 @@ int main(int argc, char** argv) {
     if (args.size() > 1 && (args[1] == "--version" || args[1] == "version")) {
         std::cout << "wsdrain " << app::version << "\n";
         return 0;
+    }
+    if (args.size() > 1 && (args[1] == "drain" || args[1] == "status")) {
+        const std::vector<std::string> rest(args.begin() + 2, args.end());
+        return args[1] == "drain" ? app::drain_command(rest) : app::status_command(rest);
     }
     const bool is_check = args.size() > 1 && args[1] == "check";
     options o;

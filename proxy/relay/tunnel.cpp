@@ -398,9 +398,9 @@ void tunnel::pump_injections(leg_id to) {
     if (dst.close_code != 0) {
         n = codec::write_close(frame, dst.close_code, dst.close_reason, mask);
         dst.phase = after_close_to(dst.phase);
-        // The peer has close_timeout from now to answer.
-        close_deadline_ = std::max(close_deadline_ == clock::time_point::max() ? clock::time_point{} : close_deadline_,
-                                   clock::now() + params_.close_timeout);
+        // The peer has close_timeout from now to answer (a forced close: force_linger).
+        const auto answer_by = clock::now() + (verdict_ == verdict::forced ? force_linger : params_.close_timeout);
+        close_deadline_ = close_deadline_ == clock::time_point::max() ? answer_by : std::max(close_deadline_, answer_by);
         arm_timer();
         dst.close_code = 0;
         dst.ping_due = false;
@@ -479,14 +479,19 @@ void tunnel::drain_close(std::uint16_t code, const std::string& reason) {
 }
 
 void tunnel::force_close() {
+    if (finished_) return;
+    // A Close on each leg now (between frames), FIN once it is written, and at most
+    // force_linger for the answers: peers that reply see a clean close, not a reset.
+    if (verdict_ == verdict::none) verdict_ = verdict::forced;
+    message_wait_until_ = clock::time_point::max();
     for (leg_id l : {leg_id::downstream, leg_id::upstream}) {
-        message_wait_until_ = clock::time_point::max();
         queue_close(l, codec::close_code::going_away, "proxy shutting down");
         pump_injections(l);
+        send_fin_if_done(l);
     }
-    if (verdict_ == verdict::none) verdict_ = verdict::forced;
-    close_leg(leg_id::downstream);
-    close_leg(leg_id::upstream);
+    if (finished_) return;
+    close_deadline_ = std::min(close_deadline_, clock::now() + force_linger);
+    arm_timer();
 }
 
 void tunnel::finish() {

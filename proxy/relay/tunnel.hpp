@@ -58,6 +58,8 @@ public:
 
     // How long a drain Close waits for the message in flight to the client to end.
     static constexpr std::chrono::seconds message_boundary_wait{1};
+    // How long a forced close waits for the peers' answering Close before closing sockets.
+    static constexpr std::chrono::seconds force_linger{1};
 
     friend void intrusive_ptr_add_ref(tunnel* t) { ++t->refs_; }
     friend void intrusive_ptr_release(tunnel* t) {

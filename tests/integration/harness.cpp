@@ -151,6 +151,95 @@ void ws_client::close(std::uint16_t code) {
     throw_if(result);
 }
 
+// --- client_pool -----------------------------------------------------------------------
+
+struct client_pool::client : std::enable_shared_from_this<client_pool::client> {
+    client_pool& pool;
+    websocket::stream<tcp::socket> ws;
+    beast::flat_buffer buffer;
+    result r;
+    std::uint64_t next_seq = 1;
+    std::string out;
+    bool stream = false;
+    bool done = false;
+
+    client(client_pool& p, asio::io_context& ctx) : pool(p), ws(ctx) {}
+
+    void read() {
+        buffer.clear();
+        ws.async_read(buffer, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            if (!ec) return self->read();
+            self->finish(ec);
+        });
+    }
+    void write() {
+        out = "SEQ " + std::to_string(next_seq);
+        ws.async_write(asio::buffer(out), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            if (ec) return;
+            self->r.last_sequence_sent = self->next_seq++;
+            self->write();
+        });
+    }
+    void finish(beast::error_code ec) {
+        if (done) return;
+        done = true;
+        r.closed_at = std::chrono::steady_clock::now();
+        if (ec == websocket::error::closed) {
+            r.code = static_cast<std::uint16_t>(ws.reason().code);
+            r.reason = ws.reason().reason.c_str();
+        } else {
+            r.code = 1006;
+        }
+        std::lock_guard lock(pool.mutex_);
+        ++pool.closed_;
+    }
+};
+
+client_pool::client_pool(std::uint16_t port, int count, bool stream_sequence) {
+    for (int i = 0; i < count; ++i) {
+        auto c = std::make_shared<client>(*this, context_);
+        c->stream = stream_sequence;
+        c->ws.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
+        c->ws.handshake("127.0.0.1:" + std::to_string(port), "/");
+        c->ws.write(asio::buffer("ID " + std::to_string(i)));
+        clients_.push_back(c);
+    }
+    for (auto& c : clients_) {
+        c->read();
+        if (c->stream) c->write();
+    }
+    thread_ = std::thread([this] { context_.run(); });
+}
+
+client_pool::~client_pool() {
+    context_.stop();
+    if (thread_.joinable()) thread_.join();
+}
+
+bool client_pool::wait_closed(std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+        {
+            std::lock_guard lock(mutex_);
+            if (closed_ == static_cast<int>(clients_.size())) return true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+}
+
+std::vector<client_pool::result> client_pool::results() const {
+    std::lock_guard lock(mutex_);
+    std::vector<result> out;
+    for (const auto& c : clients_) out.push_back(c->r);
+    return out;
+}
+
+int client_pool::open() const {
+    std::lock_guard lock(mutex_);
+    return static_cast<int>(clients_.size()) - closed_;
+}
+
 // --- raw frames ------------------------------------------------------------------------
 
 std::string encode_frame(std::uint8_t opcode, const std::string& payload, bool masked, bool fin, std::uint8_t rsv) {

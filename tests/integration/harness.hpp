@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,6 +70,35 @@ private:
     asio::io_context context_;
     websocket::stream<tcp::socket> ws_;
     websocket::response_type response_;
+};
+
+// Many WebSocket clients on one thread of their own. Each reads until the proxy's Close
+// (Beast answers it), optionally streaming "SEQ n" messages as fast as it can, and records
+// how and when its session ended. The first message of client k is "ID k".
+class client_pool {
+public:
+    struct result {
+        std::uint16_t code = 0;  // 1006: no Close frame
+        std::string reason;
+        std::chrono::steady_clock::time_point closed_at{};
+        std::uint64_t last_sequence_sent = 0;  // the last SEQ whose write completed
+    };
+
+    client_pool(std::uint16_t port, int count, bool stream_sequence = false);
+    ~client_pool();
+    // Waits (bounded) until every session has ended.
+    bool wait_closed(std::chrono::milliseconds timeout);
+    std::vector<result> results() const;
+    int open() const;
+
+    struct client;
+
+private:
+    asio::io_context context_;
+    std::vector<std::shared_ptr<client>> clients_;
+    std::thread thread_;
+    mutable std::mutex mutex_;
+    int closed_ = 0;
 };
 
 struct raw_frame {

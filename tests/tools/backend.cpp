@@ -24,6 +24,7 @@ struct backend::shared {
     tcp::acceptor acceptor;
     std::mutex mutex;
     std::vector<session_end> ended;
+    std::vector<std::string> requests;
     std::atomic<int>* open;
     std::atomic<int>* started;
     std::atomic<std::uint64_t>* flooded;
@@ -72,6 +73,7 @@ asio::awaitable<void> websocket_session(backend::shared& sh, beast::tcp_stream s
         }
         ++end.messages;
         const std::string text = beast::buffers_to_string(msg.data());
+        if (end.messages == 1) end.first_message = text.substr(0, 64);
         std::uint64_t seq = 0;
         if (text.starts_with("SEQ ") && std::from_chars(text.data() + 4, text.data() + text.size(), seq).ec == std::errc{})
             end.last_sequence = std::max(end.last_sequence, seq);
@@ -122,12 +124,24 @@ asio::awaitable<void> http_session(backend::shared& sh, tcp::socket socket) {
         const std::string_view target{req.target().data(), req.target().size()};
         if (req.method() == bhttp::verb::post || req.method() == bhttp::verb::put) {
             res.body() = std::to_string(req.body().size()) + " " + std::to_string(fnv1a(req.body()));
+        } else if (target.starts_with("/page.html")) {
+            res.set(bhttp::field::content_type, "text/html");
+            res.body() = R"(<!doctype html><title>wsdrain</title><script>
+const ws = new WebSocket(new URLSearchParams(location.search).get("ws"));
+const report = (q) => fetch("/report?" + q, {mode: "no-cors"});
+ws.onopen = () => { report("open=1"); setInterval(() => ws.readyState === 1 && ws.send("tick"), 100); };
+ws.onclose = (e) => report("code=" + e.code + "&clean=" + e.wasClean + "&reason=" + encodeURIComponent(e.reason));
+</script>)";
         } else if (target.starts_with("/bytes/")) {
             std::size_t count = 0;
             std::from_chars(target.data() + 7, target.data() + target.size(), count);
             res.body().assign(count, 'b');
         } else {
             res.body() = sh.options.name + " " + std::string(target);
+        }
+        if (req.method() == bhttp::verb::get) {
+            std::lock_guard lock(sh.mutex);
+            sh.requests.emplace_back(target);
         }
         res.keep_alive(req.keep_alive());
         res.prepare_payload();
@@ -147,7 +161,7 @@ asio::awaitable<void> accept_loop(backend::shared& sh) {
 }  // namespace
 
 backend::backend(backend_options o)
-    : shared_(new shared{std::move(o), tcp::acceptor(context_), {}, {}, &open_, &started_, &flooded_}) {
+    : shared_(new shared{std::move(o), tcp::acceptor(context_), {}, {}, {}, &open_, &started_, &flooded_}) {
     tcp::endpoint ep{asio::ip::make_address(shared_->options.host), shared_->options.port};
     shared_->acceptor.open(ep.protocol());
     shared_->acceptor.set_option(tcp::acceptor::reuse_address(true));
@@ -169,6 +183,11 @@ void backend::stop() {
 std::vector<session_end> backend::ended() const {
     std::lock_guard lock(shared_->mutex);
     return shared_->ended;
+}
+
+std::vector<std::string> backend::requests() const {
+    std::lock_guard lock(shared_->mutex);
+    return shared_->requests;
 }
 
 }  // namespace wsdrain::testing

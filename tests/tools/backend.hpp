@@ -4,7 +4,8 @@
 //    as fast as the connection takes them; picks the first offered subprotocol it knows;
 //    negotiates permessage-deflate when asked to; names itself in an X-Backend header.
 //  - HTTP: GET answers "NAME PATH" (and echoes X-Forwarded-* headers back as headers);
-//    GET /bytes/N answers N bytes; POST answers "SIZE FNV1A-HASH" of the body it read.
+//    GET /bytes/N answers N bytes; GET /page.html?ws=URL answers a page that opens a WebSocket
+//    to URL and reports its events back as GET /report?...; POST answers "SIZE FNV1A-HASH".
 // It records how every WebSocket session ended, so tests can tell a Close from a reset.
 
 #include <boost/asio/io_context.hpp>
@@ -40,6 +41,7 @@ struct session_end {
     std::string reason;
     std::uint64_t messages = 0;
     std::uint64_t last_sequence = 0;  // for messages "SEQ ..." : the highest SEQ received
+    std::string first_message;
 };
 
 class backend {
@@ -54,6 +56,8 @@ public:
     int sessions_started() const { return started_.load(); }
     std::uint64_t bytes_flooded() const { return flooded_.load(); }
     std::vector<session_end> ended() const;
+    // Targets of the plain GET requests served, in order (a browser page reports through them).
+    std::vector<std::string> requests() const;
 
     // For the session handlers.
     struct shared;
