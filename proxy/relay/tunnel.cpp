@@ -204,7 +204,14 @@ void tunnel::relay(leg_id from, const std::uint8_t* data, std::size_t size) {
             run = keep ? pos + e.skip : pos + e.consumed;
         }
         pos += e.consumed;
-        if (e.frame_end) s.dropping = false;
+        if (e.frame_end) {
+            s.dropping = false;
+            if (injection_due(to)) {  // a Close or Ping for dst goes in right here, between frames
+                out.add(data + run, pos - run);
+                run = pos;
+                inject(to, out);
+            }
+        }
     }
     out.add(data + run, size - run);
     flush(to, out);
@@ -374,18 +381,20 @@ void tunnel::queue_close(leg_id to, std::uint16_t code, std::string_view reason)
     }
 }
 
-void tunnel::pump_injections(leg_id to) {
-    leg& dst = leg_of(to);
-    if (dst.finished || dst.writing || (dst.close_code == 0 && !dst.ping_due)) return;
-    const stream& in = stream_from(other(to));
-    if (in.scanner.inside_data_frame() && !in.dropping) return;  // only between frames
+bool tunnel::injection_due(leg_id to) const {
+    const leg& dst = legs_[index(to)];
+    if (dst.finished || dst.writing || (dst.close_code == 0 && !dst.ping_due)) return false;
+    const stream& in = streams_[index(other(to))];
+    if (in.scanner.inside_data_frame() && !in.dropping) return false;  // only between frames
     // A drain's Close waits (a bounded while) for the message in flight to the client to end,
     // so that no client is left holding half a message.
-    if (to == leg_id::downstream && dst.close_code != 0 && message_wait_until_ != clock::time_point::max()) {
-        if (in.scanner.inside_message() && !in.dropping && clock::now() < message_wait_until_) return;
-        message_wait_until_ = clock::time_point::max();
-    }
+    if (to == leg_id::downstream && dst.close_code != 0 && message_wait_until_ != clock::time_point::max())
+        return !in.scanner.inside_message() || in.dropping || clock::now() >= message_wait_until_;
+    return true;
+}
 
+void tunnel::inject(leg_id to, batch& out) {
+    leg& dst = leg_of(to);
     codec::mask_key key;
     const codec::mask_key* mask = nullptr;
     if (to == leg_id::upstream) {  // the proxy is the client on this leg: frames are masked
@@ -398,12 +407,13 @@ void tunnel::pump_injections(leg_id to) {
     if (dst.close_code != 0) {
         n = codec::write_close(frame, dst.close_code, dst.close_reason, mask);
         dst.phase = after_close_to(dst.phase);
+        dst.close_code = 0;
+        dst.ping_due = false;
+        message_wait_until_ = clock::time_point::max();
         // The peer has close_timeout from now to answer (a forced close: force_linger).
         const auto answer_by = clock::now() + (verdict_ == verdict::forced ? force_linger : params_.close_timeout);
         close_deadline_ = close_deadline_ == clock::time_point::max() ? answer_by : std::max(close_deadline_, answer_by);
         arm_timer();
-        dst.close_code = 0;
-        dst.ping_due = false;
     } else {
         n = codec::write_control(frame, codec::opcode::ping,
                                  {reinterpret_cast<const std::uint8_t*>(&id_), sizeof id_}, mask);
@@ -412,8 +422,13 @@ void tunnel::pump_injections(leg_id to) {
     const auto d = static_cast<std::size_t>(direction_from(other(to)));
     worker_.stats().frames[d].add();
     worker_.stats().bytes[d].add(n);
-    batch out(dst.pending);
     out.add_copy({frame, n});
+}
+
+void tunnel::pump_injections(leg_id to) {
+    if (!injection_due(to)) return;
+    batch out(leg_of(to).pending);
+    inject(to, out);
     flush(to, out);
 }
 
@@ -586,6 +601,8 @@ void tunnel::on_timer() {
     if (now >= next_ping_) {
         if (close_seen_) {
             next_ping_ = clock::time_point::max();
+        } else if (pong_deadline_ != clock::time_point::max()) {
+            next_ping_ = pong_deadline_;  // one Ping outstanding at a time: its deadline stands
         } else if (now - last_downstream_activity_ >= params_.ping_interval) {
             leg_of(leg_id::downstream).ping_due = true;
             pump_injections(leg_id::downstream);

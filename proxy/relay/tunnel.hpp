@@ -116,6 +116,8 @@ private:
     void on_end(leg_id from, const boost::system::error_code& ec);
 
     void queue_close(leg_id to, std::uint16_t code, std::string_view reason);
+    bool injection_due(leg_id to) const;
+    void inject(leg_id to, batch& out);
     void pump_injections(leg_id to);
     void send_fin_if_done(leg_id l);
     void close_leg(leg_id l);

@@ -7,6 +7,8 @@
 #include <future>
 #include <thread>
 
+#include <boost/asio/write.hpp>
+
 #include "harness.hpp"
 
 using namespace wsdrain::testing;
@@ -324,4 +326,56 @@ TEST(drain, the_cli_reports_a_drain_it_cannot_reach_as_a_failure) {
     EXPECT_EQ(hook.wait(10s), 1);
     process status{binary_path("wsdrain"), {"status", "--admin", "http://127.0.0.1:" + std::to_string(free_port())}};
     EXPECT_EQ(status.wait(10s), 1);
+}
+
+TEST(drain, a_plain_request_in_flight_finishes_with_connection_close_and_holds_the_drain) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.drain.spread = 100ms;
+    proxy px{cfg};
+    asio::io_context ctx;
+    tcp::socket s(ctx);
+    s.connect({asio::ip::make_address("127.0.0.1"), px.port()});
+    const std::string body(100000, 'p');
+    const std::string head = "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    asio::write(s, asio::buffer(head + body.substr(0, 50000)));  // half the body: in flight
+    ASSERT_TRUE(wait_for([&] {
+        return metric(scrape(px.admin_port()), "wsdrain_http_requests_in_flight") == 1;
+    }));
+    px.server().signal();
+    std::this_thread::sleep_for(400ms);
+    EXPECT_EQ(json_field(http_request(px.admin_port(), bhttp::verb::get, "/drain").body, "state"), "draining")
+        << "the request in flight holds the drain";
+    asio::write(s, asio::buffer(body.substr(50000)));
+    beast::flat_buffer buf;
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(s, buf, res);
+    EXPECT_EQ(res.result_int(), 200u);
+    EXPECT_EQ(res.body().substr(0, 7), "100000 ");
+    EXPECT_FALSE(res.keep_alive()) << "Connection: close once the drain refuses new requests";
+    EXPECT_TRUE(wait_for([&] {
+        return json_field(http_request(px.admin_port(), bhttp::verb::get, "/drain").body, "state") == "drained";
+    }));
+}
+
+TEST(drain, frames_the_backend_sends_after_the_clients_close_are_dropped_and_counted) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.drain.spread = 0ms;
+    proxy px{cfg};
+    raw_client c{px.port()};
+    c.send_frame(0x1, "flood 2000");  // 2000 x 64 KiB; the client reads slowly, so the flood is held
+    auto first = c.read_frame();
+    ASSERT_TRUE(first);
+    px.server().signal();
+    std::this_thread::sleep_for(300ms);  // not reading: backpressure holds the backend mid-flood
+    std::optional<raw_frame> f;
+    int data = 0;
+    while ((f = c.read_frame()) && f->opcode != 0x8) ++data;
+    ASSERT_TRUE(f) << "no Close after " << data << " frames";
+    EXPECT_EQ(f->close_code(), 1001);
+    EXPECT_LT(data, 1999) << "the flood was cut at the Close";
+    c.send_frame(0x8, f->payload.substr(0, 2));
+    EXPECT_TRUE(c.at_eof());
+    EXPECT_GT(metric(scrape(px.admin_port()), R"(wsdrain_frames_dropped_total{direction="to_client",reason="after_close"})"), 0);
 }
