@@ -90,3 +90,37 @@ TEST(cli, a_port_in_use_is_a_start_up_failure_with_a_non_zero_status) {
                                        "127.0.0.1:0"}};
     EXPECT_EQ(p.wait(), 1);
 }
+
+TEST(cli, json_logs_are_one_valid_object_per_line_with_the_session_summary) {
+    backend app{named("json")};
+    const auto port = free_port(), admin = free_port();
+    // stderr (the log) to stdout, so the test can read it; exec keeps the PID wsdrain's.
+    process p{"/bin/sh", {"-c", "exec \"$0\" \"$@\" 2>&1", binary_path("wsdrain"), "--upstream",
+                          "127.0.0.1:" + std::to_string(app.port()), "--listen", "127.0.0.1:" + std::to_string(port),
+                          "--admin", "127.0.0.1:" + std::to_string(admin), "--log-format", "json"}};
+    ASSERT_TRUE(wait_ready(admin));
+    {
+        ws_client c{port};
+        c.send_text("log me \"quoted\"");
+        c.receive();
+        c.close(1000);
+    }
+    p.kill(SIGTERM);
+    const std::string out = p.read_all(std::chrono::seconds(10));
+    EXPECT_EQ(p.wait(), 0);
+    // Let Python's json module judge every line.
+    const std::string file = write_temp("log.jsonl", out);
+    process check{"/usr/bin/python3", {"-c",
+                                       "import json,sys\n"
+                                       "lines=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]\n"
+                                       "s=[l for l in lines if l['msg']=='session closed']\n"
+                                       "assert all('time' in l and 'level' in l for l in lines)\n"
+                                       "assert len(s)==1 and s[0]['close_code']==1000 and s[0]['closed_by']=='client', s\n"
+                                       "assert s[0]['frames_to_backend']>=2 and s[0]['reason']=='client'\n"
+                                       "print('ok', len(lines))\n",
+                                       file}};
+    const std::string verdict = check.read_all();
+    EXPECT_EQ(check.wait(), 0) << out;
+    EXPECT_TRUE(verdict.starts_with("ok")) << verdict << out;
+    std::filesystem::remove(file);
+}
