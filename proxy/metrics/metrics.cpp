@@ -101,19 +101,22 @@ std::string registry::serialize(const drain_view& drain, const std::vector<endpo
     gauge_family("wsdrain_http_requests_in_flight", "Plain HTTP requests being proxied.",
                  sum([](auto& s) { return s.http_requests_in_flight.value(); }));
 
-    out.push_back(family("wsdrain_upgrades_total", "WebSocket upgrade requests by result.", MetricType::Counter));
-    for (std::size_t u = 0; u < upstream_names_.size(); ++u)
-        for (std::size_t r = 0; r < upgrade_result_count; ++r)
-            out.back().metric.push_back(
-                sample(sum([&](auto& s) { return s.upstreams[u].upgrades[r].value(); }), MetricType::Counter,
-                       {{"result", to_string(static_cast<upgrade_result>(r))}, {"upstream", upstream_names_[u]}}));
-
-    out.push_back(family("wsdrain_sessions_closed_total", "Ended WebSocket sessions by reason.", MetricType::Counter));
-    for (std::size_t u = 0; u < upstream_names_.size(); ++u)
-        for (std::size_t r = 0; r < close_reason_count; ++r)
-            out.back().metric.push_back(
-                sample(sum([&](auto& s) { return s.upstreams[u].sessions_closed[r].value(); }), MetricType::Counter,
-                       {{"reason", to_string(static_cast<close_reason>(r))}, {"upstream", upstream_names_[u]}}));
+    // A counter family with one series per upstream and per value of an enum label.
+    auto per_upstream = [&](const char* name, const char* help, const char* label, std::size_t values,
+                            auto&& label_value, auto&& counter_of) {
+        out.push_back(family(name, help, MetricType::Counter));
+        for (std::size_t u = 0; u < upstream_names_.size(); ++u)
+            for (std::size_t v = 0; v < values; ++v)
+                out.back().metric.push_back(sample(sum([&](auto& s) { return counter_of(s.upstreams[u], v).value(); }),
+                                                   MetricType::Counter,
+                                                   {{label, label_value(v)}, {"upstream", upstream_names_[u]}}));
+    };
+    per_upstream("wsdrain_upgrades_total", "WebSocket upgrade requests by result.", "result", upgrade_result_count,
+                 [](std::size_t v) { return to_string(static_cast<upgrade_result>(v)); },
+                 [](const upstream_shard& u, std::size_t v) -> const counter& { return u.upgrades[v]; });
+    per_upstream("wsdrain_sessions_closed_total", "Ended WebSocket sessions by reason.", "reason", close_reason_count,
+                 [](std::size_t v) { return to_string(static_cast<close_reason>(v)); },
+                 [](const upstream_shard& u, std::size_t v) -> const counter& { return u.sessions_closed[v]; });
 
     gauge_family("wsdrain_drain_started_timestamp_seconds", "Unix time the drain started; 0 while serving.",
                  drain.started_timestamp);

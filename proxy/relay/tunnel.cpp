@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cstring>
 
 #include "log/log.hpp"
@@ -315,10 +316,9 @@ void tunnel::flush(leg_id to, batch& out) {
         dst.pending.clear();
         return;
     }
-    if (dst.writing) {
-        out.spill();
-        return;
-    }
+    // Never called while `pending` is being written (that write holds its memory): a leg is
+    // not read while the other one is written to, and injections wait for the write to end.
+    assert(!dst.writing);
     std::array<asio::const_buffer, batch::max_segments + 1> buffers;
     std::size_t count = 0;
     if (!dst.pending.empty()) buffers[count++] = asio::buffer(dst.pending);

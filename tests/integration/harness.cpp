@@ -101,16 +101,8 @@ void throw_if(const beast::error_code& ec) {
 }
 }  // namespace
 
-void ws_client::send_text(const std::string& s) {
-    ws_.text(true);
-    beast::error_code result;
-    ws_.async_write(asio::buffer(s), [&](beast::error_code ec, std::size_t) { result = ec; });
-    run_bounded(context_, ws_.next_layer());
-    throw_if(result);
-}
-
-void ws_client::send_binary(const std::string& s) {
-    ws_.binary(true);
+void ws_client::send(const std::string& s, bool text) {
+    ws_.text(text);
     beast::error_code result;
     ws_.async_write(asio::buffer(s), [&](beast::error_code ec, std::size_t) { result = ec; });
     run_bounded(context_, ws_.next_layer());

@@ -59,8 +59,9 @@ public:
     const websocket::response_type& response() const { return response_; }
     std::string header(const std::string& name) const { return std::string(response_[name]); }
 
-    void send_text(const std::string& s);
-    void send_binary(const std::string& s);
+    void send(const std::string& s, bool text);
+    void send_text(const std::string& s) { send(s, true); }
+    void send_binary(const std::string& s) { send(s, false); }
     std::string receive();  // throws on error or close
     // Reads until the peer's Close; returns its code (1006 when the stream ended without one).
     std::uint16_t wait_close(std::string* reason = nullptr);
