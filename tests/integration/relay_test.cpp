@@ -1,6 +1,7 @@
 // WebSocket sessions through a real proxy to a real Beast backend, over loopback.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "harness.hpp"
@@ -138,4 +139,31 @@ TEST_F(relay, counts_upgrades_frames_and_closes_in_metrics) {
     EXPECT_EQ(metric(text, R"(wsdrain_upstream_endpoint_up{endpoint="127.0.0.1:)" + std::to_string(app.port()) +
                                R"(",upstream="app"})"),
               1);
+}
+
+TEST_F(relay, frames_trickled_one_byte_at_a_time_arrive_whole) {
+    raw_client c{px.port()};
+    asio::ip::tcp::no_delay nodelay(true);
+    c.socket().set_option(nodelay);
+    // A 16-bit-length text frame, a Ping and a small binary frame, each split at every byte:
+    // the proxy sees headers and control frames cut across reads.
+    const std::string wire = encode_frame(0x1, std::string(300, 't'), true) + encode_frame(0x9, "ping!", true) +
+                             encode_frame(0x2, "bin", true);
+    for (char byte : wire) {
+        c.send_bytes(std::string(1, byte));
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+    std::vector<raw_frame> got;
+    while (got.size() < 3) {
+        auto f = c.read_frame();
+        ASSERT_TRUE(f) << "after " << got.size() << " frames";
+        got.push_back(*f);
+    }
+    std::sort(got.begin(), got.end(), [](const raw_frame& a, const raw_frame& b) { return a.opcode < b.opcode; });
+    EXPECT_EQ(got[0].opcode, 0x1);
+    EXPECT_EQ(got[0].payload, std::string(300, 't'));
+    EXPECT_EQ(got[1].opcode, 0x2);
+    EXPECT_EQ(got[1].payload, "bin");
+    EXPECT_EQ(got[2].opcode, 0xA);  // the backend's Pong to the trickled Ping
+    EXPECT_EQ(got[2].payload, "ping!");
 }
