@@ -106,24 +106,24 @@ log: { level: info, format: text }
 
 // ---- files that load -----------------------------------------------------------------------
 
-TEST(ConfigLoad, SpecExampleEqualsTheDefaults) { EXPECT_EQ(dump(load_ok(spec_example)), dump(proxy_config{})); }
+TEST(config_load, spec_example_equals_the_defaults) { EXPECT_EQ(dump(load_ok(spec_example)), dump(proxy_config{})); }
 
-TEST(ConfigLoad, ShippedConfigFileEqualsTheDefaults) {
+TEST(config_load, shipped_config_file_equals_the_defaults) {
     const load_result result = load_file(WSDRAIN_SOURCE_DIR "/config/wsdrain.yaml");
     ASSERT_EQ(problems_of(result), messages{});
     EXPECT_EQ(dump(result.config), dump(proxy_config{}));
 }
 
-TEST(ConfigLoad, DefaultsAreValid) { EXPECT_TRUE(validate(proxy_config{}).empty()); }
+TEST(config_load, defaults_are_valid) { EXPECT_TRUE(validate(proxy_config{}).empty()); }
 
-TEST(ConfigLoad, EmptyFileGivesTheDefaults) {
+TEST(config_load, empty_file_gives_the_defaults) {
     for (const std::string_view yaml : {"", "# nothing but a comment\n", "{}", "---\n"}) {
         SCOPED_TRACE(yaml);
         EXPECT_EQ(dump(load_ok(yaml)), dump(proxy_config{}));
     }
 }
 
-TEST(ConfigLoad, EveryKeyOverridesItsDefault) {
+TEST(config_load, every_key_overrides_its_default) {
     const proxy_config c = load_ok(lines({
         "listen: 127.0.0.1:18080",
         "threads: 4",
@@ -189,13 +189,13 @@ TEST(ConfigLoad, EveryKeyOverridesItsDefault) {
     EXPECT_EQ(c.log.format, log_format::json);
 }
 
-TEST(ConfigLoad, MissingKeysKeepTheirDefaults) {
+TEST(config_load, missing_keys_keep_their_defaults) {
     proxy_config expected;
     expected.drain.spread = 2s;
     EXPECT_EQ(dump(load_ok("drain: { spread: 2s }\n")), dump(expected));
 }
 
-TEST(ConfigLoad, UpstreamsAndRoutesInTheFileReplaceTheDefaultLists) {
+TEST(config_load, upstreams_and_routes_in_the_file_replace_the_default_lists) {
     const proxy_config c = load_ok(lines({
         "upstreams: [{ name: b, endpoints: [10.0.0.9:81] }]",
         "routes: [{ upstream: b }]",
@@ -206,13 +206,13 @@ TEST(ConfigLoad, UpstreamsAndRoutesInTheFileReplaceTheDefaultLists) {
     EXPECT_EQ(c.routes[0].upstream, "b");
 }
 
-TEST(ConfigLoad, ListenOnPortZeroIsAllowed) {
+TEST(config_load, listen_on_port_zero_is_allowed) {
     EXPECT_EQ(load_ok("listen: localhost:0\n").listen, (address{"localhost", 0}));
 }
 
 // ---- problems: one kind at a time, each at its line and column ------------------------------
 
-TEST(ConfigProblems, UnknownKeyIsReportedAtTheKey) {
+TEST(config_problems, unknown_key_is_reported_at_the_key) {
     EXPECT_EQ(problems_of(lines({
                   "listen: 0.0.0.0:8080",
                   "foo: 1",
@@ -229,12 +229,12 @@ TEST(ConfigProblems, UnknownKeyIsReportedAtTheKey) {
                         "8:5: unknown key 'endpoint' in upstreams[0]", "10:21: unknown key 'colour' in log"}));
 }
 
-TEST(ConfigProblems, DuplicateKeyIsReportedAtTheSecondKey) {
+TEST(config_problems, duplicate_key_is_reported_at_the_second_key) {
     EXPECT_EQ(problems_of(lines({"drain:", "  spread: 5s", "  spread: 6s"})),
               (messages{"3:3: duplicate key 'spread' in drain"}));
 }
 
-TEST(ConfigProblems, WrongTypeIsReportedAtTheValue) {
+TEST(config_problems, wrong_type_is_reported_at_the_value) {
     EXPECT_EQ(
         problems_of(lines({
             "drain:",
@@ -251,18 +251,18 @@ TEST(ConfigProblems, WrongTypeIsReportedAtTheValue) {
                   "7:16: log.format: expected text or json, got 'xml'"}));
 }
 
-TEST(ConfigProblems, MissingValueIsReportedAtItsKey) {
+TEST(config_problems, missing_value_is_reported_at_its_key) {
     EXPECT_EQ(problems_of(lines({"drain:", "  spread:", "tls:", "log: ~"})),
               (messages{"2:3: drain.spread: expected a duration like 5s, got nothing",
                         "3:1: tls: expected a mapping, got nothing", "4:1: log: expected a mapping, got nothing"}));
 }
 
-TEST(ConfigProblems, TopLevelMustBeAMapping) {
+TEST(config_problems, top_level_must_be_a_mapping) {
     EXPECT_EQ(problems_of("just words\n"), (messages{"1:1: top level: expected a mapping, got 'just words'"}));
     EXPECT_EQ(problems_of("- a\n- b\n"), (messages{"1:1: top level: expected a mapping, got a list"}));
 }
 
-TEST(ConfigProblems, BadAddressIsReportedAtTheValue) {
+TEST(config_problems, bad_address_is_reported_at_the_value) {
     EXPECT_EQ(problems_of(lines({
                   "listen: 1.2.3.4",
                   "admin: { listen: 'host:70000' }",
@@ -275,7 +275,7 @@ TEST(ConfigProblems, BadAddressIsReportedAtTheValue) {
                         "5:33: upstreams[0].endpoints[1]: expected HOST:PORT or [IPv6]:PORT, got ':80'"}));
 }
 
-TEST(ConfigProblems, BadDurationIsReportedAtTheValue) {
+TEST(config_problems, bad_duration_is_reported_at_the_value) {
     EXPECT_EQ(problems_of(lines({
                   "drain:",
                   "  timeout: 5",
@@ -288,7 +288,7 @@ TEST(ConfigProblems, BadDurationIsReportedAtTheValue) {
                         "5:27: limits.header_timeout: expected a duration like 5s, got '5 s'"}));
 }
 
-TEST(ConfigProblems, CloseCodeOutsideTheSendableRangesIsReportedAtTheValue) {
+TEST(config_problems, close_code_outside_the_sendable_ranges_is_reported_at_the_value) {
     for (const char* code : {"1004", "1005", "1006", "1015", "2000", "5000", "0"}) {
         SCOPED_TRACE(code);
         EXPECT_EQ(problems_of(lines({"drain:", std::string("  close_code: ") + code})),
@@ -299,7 +299,7 @@ TEST(ConfigProblems, CloseCodeOutsideTheSendableRangesIsReportedAtTheValue) {
               (messages{"1:22: drain.close_code: must be at most 65535, got '70000'"}));
 }
 
-TEST(ConfigProblems, NonIntegerAndNegativeNumbersAreReportedAtTheValue) {
+TEST(config_problems, non_integer_and_negative_numbers_are_reported_at_the_value) {
     EXPECT_EQ(problems_of(lines({
                   "threads: 1.5",
                   "limits:",
@@ -316,7 +316,7 @@ TEST(ConfigProblems, NonIntegerAndNegativeNumbersAreReportedAtTheValue) {
                         "6:22: drain.close_code: expected a whole number, got '10o1'"}));
 }
 
-TEST(ConfigProblems, RouteNamingAMissingUpstreamPointsAtItsUpstreamValue) {
+TEST(config_problems, route_naming_a_missing_upstream_points_at_its_upstream_value) {
     EXPECT_EQ(problems_of(lines({
                   "routes:",
                   "  - path_prefix: /chat",
@@ -326,7 +326,7 @@ TEST(ConfigProblems, RouteNamingAMissingUpstreamPointsAtItsUpstreamValue) {
               (messages{"3:15: routes[0].upstream: no upstream named 'chat'"}));
 }
 
-TEST(ConfigProblems, DuplicateUpstreamNamePointsAtTheSecondName) {
+TEST(config_problems, duplicate_upstream_name_points_at_the_second_name) {
     EXPECT_EQ(problems_of(lines({
                   "upstreams:",
                   "  - name: app",
@@ -337,19 +337,19 @@ TEST(ConfigProblems, DuplicateUpstreamNamePointsAtTheSecondName) {
               (messages{"4:11: upstreams[1].name: duplicate upstream name 'app' (also upstreams[0].name)"}));
 }
 
-TEST(ConfigProblems, DrainPhasesLongerThanTheTimeoutPointAtDrainTimeout) {
+TEST(config_problems, drain_phases_longer_than_the_timeout_point_at_drain_timeout) {
     EXPECT_EQ(problems_of(lines({"drain:", "  spread: 20s", "  timeout: 20s"})),
               (messages{"3:12: drain.timeout: must be at least pre_delay + spread + close_timeout "
                         "(0s + 20s + 5s), got 20s"}));
 }
 
-TEST(ConfigProblems, DrainPhasesLongerThanTheDefaultTimeoutPointAtTheDrainKey) {
+TEST(config_problems, drain_phases_longer_than_the_default_timeout_point_at_the_drain_key) {
     EXPECT_EQ(problems_of(lines({"listen: 0.0.0.0:80", "drain:", "  pre_delay: 1500ms", "  spread: 20s"})),
               (messages{"2:1: drain.timeout: must be at least pre_delay + spread + close_timeout "
                         "(1500ms + 20s + 5s), got 25s"}));
 }
 
-TEST(ConfigProblems, ValidateRulesArePointedAtTheirNode) {
+TEST(config_problems, validate_rules_are_pointed_at_their_node) {
     EXPECT_EQ(problems_of(lines({
                   "tls: { cert: /run/tls.crt }",
                   "upstreams:",
@@ -381,12 +381,12 @@ TEST(ConfigProblems, ValidateRulesArePointedAtTheirNode) {
                         "'verbose'"}));
 }
 
-TEST(ConfigProblems, EmptyUpstreamListIsReportedAtItsKey) {
+TEST(config_problems, empty_upstream_list_is_reported_at_its_key) {
     EXPECT_EQ(problems_of(lines({"routes: []", "upstreams: []"})),
               (messages{"2:1: upstreams: at least one upstream is required"}));
 }
 
-TEST(ConfigProblems, BadValueDoesNotAlsoBreakTheRulesThatReadIt) {
+TEST(config_problems, bad_value_does_not_also_break_the_rules_that_read_it) {
     // The name is unreadable, so the route naming 'app' is not reported as dangling too.
     EXPECT_EQ(problems_of(lines({"upstreams:", "  - name: [app]", "    endpoints: [127.0.0.1:9000]"})),
               (messages{"2:11: upstreams[0].name: expected a string, got a list"}));
@@ -395,18 +395,18 @@ TEST(ConfigProblems, BadValueDoesNotAlsoBreakTheRulesThatReadIt) {
               (messages{"2:11: drain.spread: expected a duration like 5s, got 'soon'"}));
 }
 
-TEST(ConfigProblems, SyntaxErrorIsOneProblemAtTheParserMark) {
+TEST(config_problems, syntax_error_is_one_problem_at_the_parser_mark) {
     // An unquoted IPv6 address starts a YAML list, and the rest no longer parses.
     EXPECT_EQ(problems_of(lines({"threads: 1", "listen: [::1]:9000", "drain: {"})),
               (messages{"2:14: invalid YAML: end of map not found"}));
 }
 
-TEST(ConfigProblems, SecondYamlDocumentIsAnError) {
+TEST(config_problems, second_yaml_document_is_an_error) {
     EXPECT_EQ(problems_of(lines({"threads: 1", "---", "threads: 2"})),
               (messages{"3:1: a config file holds one YAML document, found more"}));
 }
 
-TEST(ConfigProblems, EveryProblemIsReportedInFileOrder) {
+TEST(config_problems, every_problem_is_reported_in_file_order) {
     // Loader findings and rule findings interleave by position, not by the pass that found them.
     EXPECT_EQ(problems_of(lines({
                   "listen: nowhere",
@@ -434,7 +434,7 @@ TEST(ConfigProblems, EveryProblemIsReportedInFileOrder) {
 
 // ---- files -------------------------------------------------------------------------------
 
-class ConfigFile : public testing::Test {
+class config_file : public testing::Test {
 protected:
     std::string write(std::string_view name, std::string_view text) {
         const std::filesystem::path path = std::filesystem::path(testing::TempDir()) / name;
@@ -443,25 +443,25 @@ protected:
     }
 };
 
-TEST_F(ConfigFile, LoadsWithPositions) {
+TEST_F(config_file, loads_with_positions) {
     const load_result result =
         load_file(write("wsdrain_positions.yaml", lines({"threads: 2", "drain: { spread: x }"})));
     EXPECT_EQ(problems_of(result), (messages{"2:18: drain.spread: expected a duration like 5s, got 'x'"}));
 }
 
-TEST_F(ConfigFile, MissingFileIsOneProblemNamingTheOsError) {
+TEST_F(config_file, missing_file_is_one_problem_naming_the_os_error) {
     const load_result result = load_file(testing::TempDir() + "/wsdrain_no_such_file.yaml");
     EXPECT_EQ(problems_of(result), (messages{"0:0: cannot read the config file: No such file or directory"}));
 }
 
-TEST_F(ConfigFile, DirectoryIsOneProblemNamingTheOsError) {
+TEST_F(config_file, directory_is_one_problem_naming_the_os_error) {
     const load_result result = load_file(testing::TempDir());
     EXPECT_EQ(problems_of(result), (messages{"0:0: cannot read the config file: Is a directory"}));
 }
 
 // ---- validate() on configs built in code (after command-line overrides) ----------------------
 
-TEST(Validate, ReportsRulesWithoutPosition) {
+TEST(validate, reports_rules_without_position) {
     proxy_config c;
     c.upstreams = {{"default", {{"127.0.0.1", 9000}}}};  // as --upstream does, leaving routes behind
     c.routes = {{"", "/", "app"}};
@@ -480,7 +480,7 @@ TEST(Validate, ReportsRulesWithoutPosition) {
                                "1007-1014 or 3000-4999)"}));
 }
 
-TEST(Validate, NoUpstreamsAtAll) {
+TEST(validate, no_upstreams_at_all) {
     proxy_config c;
     c.upstreams.clear();
     c.routes.clear();
@@ -488,13 +488,13 @@ TEST(Validate, NoUpstreamsAtAll) {
     EXPECT_EQ(validate(c)[0].message, "upstreams: at least one upstream is required");
 }
 
-TEST(Validate, CloseReasonOf123BytesFitsACloseFrame) {
+TEST(validate, close_reason_of123_bytes_fits_a_close_frame) {
     proxy_config c;
     c.drain.close_reason = std::string(123, 'x');
     EXPECT_TRUE(validate(c).empty());
 }
 
-TEST(Validate, DrainPhasesFillingTheTimeoutExactlyAreFine) {
+TEST(validate, drain_phases_filling_the_timeout_exactly_are_fine) {
     proxy_config c;
     c.drain.pre_delay = 5s;
     c.drain.spread = 15s;
@@ -503,7 +503,7 @@ TEST(Validate, DrainPhasesFillingTheTimeoutExactlyAreFine) {
     EXPECT_TRUE(validate(c).empty());
 }
 
-TEST(Validate, KeepaliveTimeoutMayBeZeroWhenPingsAreOff) {
+TEST(validate, keepalive_timeout_may_be_zero_when_pings_are_off) {
     proxy_config c;
     c.keepalive.ping_interval = 0ms;
     c.keepalive.timeout = 0ms;
@@ -517,14 +517,14 @@ struct duration_case {
     std::optional<duration> expected;
 };
 
-class ParseDuration : public testing::TestWithParam<duration_case> {};
+class parse_duration_cases : public testing::TestWithParam<duration_case> {};
 
-TEST_P(ParseDuration, GivesMillisecondsOrNothing) {
+TEST_P(parse_duration_cases, gives_milliseconds_or_nothing) {
     EXPECT_EQ(parse_duration(GetParam().text), GetParam().expected) << "'" << GetParam().text << "'";
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Good, ParseDuration,
+    good, parse_duration_cases,
     testing::Values(duration_case{"0", 0ms}, duration_case{"0s", 0ms}, duration_case{"250ms", 250ms},
                     duration_case{"5s", 5s}, duration_case{"1.5s", 1500ms}, duration_case{"2m", 2min},
                     duration_case{"1h", 1h}, duration_case{"0.1h", 6min}, duration_case{"1.25ms", 1ms},
@@ -534,7 +534,7 @@ INSTANTIATE_TEST_SUITE_P(
                     duration_case{"0.000000138888888888888888h", 0ms}, duration_case{"007s", 7s},
                     duration_case{"9223372036854775807ms", duration::max()}));
 
-INSTANTIATE_TEST_SUITE_P(Bad, ParseDuration,
+INSTANTIATE_TEST_SUITE_P(bad, parse_duration_cases,
                          testing::Values(duration_case{"", {}}, duration_case{"5", {}}, duration_case{"1.5", {}},
                                          duration_case{"00", {}}, duration_case{"-1s", {}}, duration_case{"+1s", {}},
                                          duration_case{"5 s", {}}, duration_case{" 5s", {}}, duration_case{"5s ", {}},
@@ -551,14 +551,14 @@ struct address_case {
     std::optional<address> expected;
 };
 
-class ParseAddress : public testing::TestWithParam<address_case> {};
+class parse_address_cases : public testing::TestWithParam<address_case> {};
 
-TEST_P(ParseAddress, GivesHostAndPortOrNothing) {
+TEST_P(parse_address_cases, gives_host_and_port_or_nothing) {
     const address_case& c = GetParam();
     EXPECT_EQ(parse_address(c.text, c.allow_scheme), c.expected) << "'" << c.text << "'";
 }
 
-INSTANTIATE_TEST_SUITE_P(Good, ParseAddress,
+INSTANTIATE_TEST_SUITE_P(good, parse_address_cases,
                          testing::Values(address_case{"127.0.0.1:9000", false, address{"127.0.0.1", 9000}},
                                          address_case{"0.0.0.0:8080", false, address{"0.0.0.0", 8080}},
                                          address_case{"[::1]:9000", false, address{"::1", 9000}},
@@ -572,7 +572,7 @@ INSTANTIATE_TEST_SUITE_P(Good, ParseAddress,
                                          address_case{"http://[::1]:9901/", true, address{"::1", 9901}},
                                          address_case{"127.0.0.1:9901", true, address{"127.0.0.1", 9901}}));
 
-INSTANTIATE_TEST_SUITE_P(Bad, ParseAddress,
+INSTANTIATE_TEST_SUITE_P(bad, parse_address_cases,
                          testing::Values(address_case{"1.2.3.4", false, {}}, address_case{"host:70000", false, {}},
                                          address_case{":80", false, {}}, address_case{"host:", false, {}},
                                          address_case{"", false, {}}, address_case{"::1:9000", false, {}},
@@ -586,19 +586,19 @@ INSTANTIATE_TEST_SUITE_P(Bad, ParseAddress,
                                          address_case{"https://127.0.0.1:9901", true, {}},
                                          address_case{"http://127.0.0.1:9901/path", true, {}}));
 
-TEST(Address, ToStringBracketsIPv6Hosts) {
+TEST(address, to_string_brackets_i_pv6_hosts) {
     EXPECT_EQ((address{"127.0.0.1", 9000}.to_string()), "127.0.0.1:9000");
     EXPECT_EQ((address{"::1", 9000}.to_string()), "[::1]:9000");
     EXPECT_EQ((address{"localhost", 0}.to_string()), "localhost:0");
 }
 
-TEST(CloseCode, SendableOnesAreInsideTheThreeRanges) {
+TEST(close_code, sendable_ones_are_inside_the_three_ranges) {
     for (const unsigned code : {1000u, 1001u, 1003u, 1007u, 1011u, 1012u, 1014u, 3000u, 4000u, 4999u}) {
         EXPECT_TRUE(is_sendable_close_code(code)) << code;
     }
 }
 
-TEST(CloseCode, OthersAreNotSendable) {
+TEST(close_code, others_are_not_sendable) {
     // 1004 is reserved, 1005 and 1006 never go on the wire, 1015 is TLS-only, 1016-2999 are
     // unassigned or for extensions, 5000 and up are not close codes.
     for (const unsigned code : {0u, 999u, 1004u, 1005u, 1006u, 1015u, 1016u, 2999u, 5000u, 65535u, 70000u}) {
@@ -606,12 +606,12 @@ TEST(CloseCode, OthersAreNotSendable) {
     }
 }
 
-TEST(FormatProblem, IsFileLineColumnMessage) {
+TEST(format_problem, is_file_line_column_message) {
     EXPECT_EQ(format_problem("wsdrain.yaml", {3, 12, "drain.spread: expected a duration like 5s, got 'abc'"}),
               "wsdrain.yaml:3:12: drain.spread: expected a duration like 5s, got 'abc'");
 }
 
-TEST(FormatProblem, WithoutPositionIsFileMessage) {
+TEST(format_problem, without_position_is_file_message) {
     EXPECT_EQ(format_problem("/etc/wsdrain.yaml", {0, 0, "cannot read the config file: Permission denied"}),
               "/etc/wsdrain.yaml: cannot read the config file: Permission denied");
 }
