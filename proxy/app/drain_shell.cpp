@@ -128,6 +128,7 @@ void drain_shell::tick() { apply(controller_.tick(clock::now(), sessions_open(),
 
 void drain_shell::begin_closing(std::size_t loop, clock::time_point t0) {
     net::worker& w = *workers_[loop];
+    w.set_closing_sessions(true);
     // Idle keep-alive connections go now; busy ones after their response.
     for (auto& c : w.connections()) c.drain_close(0, {});
     std::uint64_t n = 0;

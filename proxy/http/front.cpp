@@ -306,6 +306,8 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     params.endpoint = conn->endpoint;
     params.client_address = client_address_;
     params.session_count = slot.count;
+    params.drain_close_code = ctx_.config.drain.close_code;
+    params.drain_close_reason = ctx_.config.drain.close_reason;
     slot.count = nullptr;
 
     const auto down_early = buffer_.data();

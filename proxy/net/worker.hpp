@@ -51,6 +51,10 @@ public:
     // True from the start of a drain: sessions ending now count toward its progress.
     bool draining() const { return draining_; }
     void set_draining(bool d) { draining_ = d; }
+    // True once the drain closes this loop's sessions: a session starting now (its upgrade was
+    // under way when the drain began refusing) is asked to close at once.
+    bool closing_sessions() const { return closing_sessions_; }
+    void set_closing_sessions(bool c) { closing_sessions_ = c; }
 
     // A read buffer shared by every session of this thread: a session reads into it,
     // relays what it can at once and keeps only what the other side could not take.
@@ -69,6 +73,7 @@ private:
     session_list closing_;
     session_list connections_;
     bool draining_ = false;
+    bool closing_sessions_ = false;
     std::unique_ptr<std::uint8_t[]> scratch_;
     std::uint64_t rng_;
 };

@@ -97,7 +97,7 @@ tunnel::~tunnel() = default;
 void tunnel::start(net::worker& w, tcp::socket downstream, tcp::socket upstream, tunnel_params params,
                    std::span<const std::uint8_t> downstream_early, std::span<const std::uint8_t> upstream_early) {
     ptr self{new tunnel(w, std::move(downstream), std::move(upstream), std::move(params))};
-    w.sessions().push_back(*self);
+    (w.closing_sessions() ? w.closing() : w.sessions()).push_back(*self);
     for (leg& l : self->legs_) {
         error_code ec;
         l.socket.non_blocking(true, ec);
@@ -112,6 +112,7 @@ void tunnel::start(net::worker& w, tcp::socket downstream, tcp::socket upstream,
     if (!downstream_early.empty()) self->relay(leg_id::downstream, downstream_early.data(), downstream_early.size());
     self->read(leg_id::downstream);
     self->read(leg_id::upstream);
+    if (w.closing_sessions()) self->drain_close(self->params_.drain_close_code, self->params_.drain_close_reason);
 }
 
 // --- reading ---------------------------------------------------------------------------

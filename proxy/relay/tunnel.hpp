@@ -44,6 +44,8 @@ struct tunnel_params {
     routing::endpoint* endpoint = nullptr;
     std::string client_address;
     std::atomic<std::int64_t>* session_count = nullptr;  // decremented when the session ends
+    std::uint16_t drain_close_code = 1001;               // for a session born during a drain
+    std::string drain_close_reason;
 };
 
 class tunnel final : public net::session_link {

@@ -379,3 +379,37 @@ TEST(drain, frames_the_backend_sends_after_the_clients_close_are_dropped_and_cou
     EXPECT_TRUE(c.at_eof());
     EXPECT_GT(metric(scrape(px.admin_port()), R"(wsdrain_frames_dropped_total{direction="to_client",reason="after_close"})"), 0);
 }
+
+TEST(drain, a_session_whose_upgrade_completes_during_the_drain_is_closed_at_once) {
+    // A backend that answers the upgrade only when the test says so.
+    asio::io_context ctx;
+    tcp::acceptor slow(ctx, {asio::ip::make_address("127.0.0.1"), 0});
+    auto cfg = local_config({slow.local_endpoint().port()});
+    cfg.drain.spread = 0ms;
+    cfg.drain.timeout = 20s;
+    cfg.upstreams.push_back({"dead", {{"127.0.0.1", free_port()}}});
+    cfg.routes.push_back({"", "/other", "dead"});  // 502 while serving, 503 once refusing
+    proxy px{cfg};
+    auto client = std::async(std::launch::async, [&] { return std::make_unique<raw_client>(px.port()); });
+    tcp::socket upstream(ctx);
+    slow.accept(upstream);
+    std::string request;
+    char c;
+    while (request.find("\r\n\r\n") == std::string::npos && upstream.read_some(asio::buffer(&c, 1)) == 1) request += c;
+
+    px.server().signal();  // the drain begins while the upgrade is under way
+    ASSERT_TRUE(wait_for([&] { return http_request(px.port(), bhttp::verb::get, "/other").status == 503; }, 2s))
+        << "the drain never began refusing";
+    EXPECT_EQ(json_field(http_request(px.admin_port(), bhttp::verb::get, "/drain").body, "sessions_active"), "1")
+        << "the upgrade under way counts as a session";
+    const auto t0 = clk::now();
+    asio::write(upstream, asio::buffer(std::string("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                                   "Connection: Upgrade\r\n"
+                                                   "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")));
+    auto session = client.get();
+    auto f = session->read_frame();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, 0x8);
+    EXPECT_EQ(f->close_code(), 1001);
+    EXPECT_LT(std::chrono::duration<double>(clk::now() - t0).count(), 2.0) << "not left until drain.timeout";
+}
