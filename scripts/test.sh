@@ -1,8 +1,33 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test (unit and integration).
+# Installs what is missing, builds, and runs every test (unit and integration): in the plain
+# build, then again under AddressSanitizer + UndefinedBehaviorSanitizer and under
+# ThreadSanitizer (each in its own build folder).
+#   scripts/test.sh           everything; what CI runs
+#   scripts/test.sh --quick   the plain build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh --test
+
+run_suite() {  # build folder
+  (cd "$1" && ctest --output-on-failure --parallel "$(nproc)" --timeout 300)
+}
+
+sanitized_build() {  # build folder, build type, flags
+  if [[ ! -f "$1/build.ninja" ]]; then
+    cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE="$2" -DCMAKE_CXX_FLAGS="$3"
+  fi
+  cmake --build "$1"
+}
+
 scripts/build.sh
-cd build
-ctest --output-on-failure --parallel "$(nproc)" --timeout 300
+echo "== tests"
+run_suite build
+[[ "${1:-}" == "--quick" ]] && exit 0
+
+echo "== tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+sanitized_build build-asan Debug "-O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_suite build-asan
+
+echo "== tests under ThreadSanitizer"
+sanitized_build build-tsan RelWithDebInfo "-fsanitize=thread"
+TSAN_OPTIONS=halt_on_error=1 run_suite build-tsan
