@@ -9,7 +9,7 @@ packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libs
           prometheus-cpp-dev libssl-dev)
 case "${1:-}" in
   --demo) packages+=(curl python3 python3-websockets) ;;
-  --test) packages+=(libgtest-dev python3 python3-websockets chromium) ;;
+  --test) packages+=(libgtest-dev python3 python3-websockets chromium prometheus yamllint systemd) ;;
 esac
 
 missing=()

@@ -203,7 +203,8 @@ asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up,
         targets.emplace_back(address, a.port);
     } else {
         tcp::resolver resolver(worker_.context());
-        auto [rec, results] = co_await resolver.async_resolve(a.host, std::to_string(a.port), use_tuple);
+        const std::string port = std::to_string(a.port);  // named: no temporary in a co_await (GCC 12)
+        auto [rec, results] = co_await resolver.async_resolve(a.host, port, use_tuple);
         for (const auto& r : results) targets.push_back(r.endpoint());
     }
     upstream_->stream.expires_after(connect_timeout);

@@ -167,3 +167,15 @@ TEST_F(relay, frames_trickled_one_byte_at_a_time_arrive_whole) {
     EXPECT_EQ(got[2].opcode, 0xA);  // the backend's Pong to the trickled Ping
     EXPECT_EQ(got[2].payload, "ping!");
 }
+
+TEST(relay_timeouts, a_session_outlives_the_request_header_timeout) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.limits.header_timeout = std::chrono::milliseconds(300);  // bounds the handshake only
+    proxy px{cfg};
+    ws_client c{px.port()};
+    std::this_thread::sleep_for(std::chrono::milliseconds(900));
+    c.send_text("still open");
+    EXPECT_EQ(c.receive(), "still open");
+    c.close(1000);
+}
