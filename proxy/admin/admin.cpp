@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "admin/status_page.hpp"
 #include "log/log.hpp"
 
 namespace wsdrain::admin {
@@ -70,11 +71,12 @@ asio::awaitable<response> route(const bhttp::request<bhttp::string_body>& req, c
         co_return json(bhttp::status::accepted, h.drain_status());
     }
     if (!get) {
-        const bool known = path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/drain" ||
+        const bool known = path == "/" || path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/drain" ||
                            path == "/drain/wait";
         co_return text(known ? bhttp::status::method_not_allowed : bhttp::status::not_found,
                        known ? "method not allowed\n" : "not found\n");
     }
+    if (path == "/") co_return text(bhttp::status::ok, status_page, "text/html; charset=utf-8");
     if (path == "/metrics")
         co_return text(bhttp::status::ok, h.metrics(), "text/plain; version=0.0.4; charset=utf-8");
     if (path == "/healthz")

@@ -45,3 +45,79 @@ TEST(browser, chromium_sees_close_1001_with_was_clean_true) {
     std::filesystem::remove_all(profile);
     EXPECT_EQ(closed, "/report?code=1001&clean=true&reason=server%20draining");
 }
+
+namespace {
+// The data-value of the element with this id in a dumped DOM ("" when absent).
+std::string dom_value(const std::string& dom, const std::string& id) {
+    const auto at = dom.find("id=\"" + id + "\"");
+    if (at == std::string::npos) return {};
+    const auto tag_end = dom.find('>', at);
+    const auto v = dom.rfind("data-value=\"", tag_end);
+    const auto tag_start = dom.rfind('<', at);
+    if (v == std::string::npos || v < tag_start) return {};
+    return dom.substr(v + 12, dom.find('"', v + 12) - v - 12);
+}
+
+std::string json_value(const std::string& json, const std::string& key) {
+    const std::string needle = "\"" + key + "\":";
+    auto pos = json.find(needle);
+    if (pos == std::string::npos) return {};
+    pos += needle.size();
+    if (json[pos] == '"') return json.substr(pos + 1, json.find('"', pos + 1) - pos - 1);
+    return json.substr(pos, json.find_first_of(",}", pos) - pos);
+}
+
+std::vector<std::string> chromium_args(const std::filesystem::path& profile) {
+    return {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--user-data-dir=" + profile.string(), "--virtual-time-budget=3000", "--window-size=900,700"};
+}
+}  // namespace
+
+TEST(browser, the_status_page_shows_the_drain_as_get_drain_reports_it) {
+    const std::string chromium = "/usr/bin/chromium";
+    if (!std::filesystem::exists(chromium)) GTEST_SKIP() << "Debian's chromium is not installed (scripts/deps.sh --test installs it)";
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.drain.spread = 8s;
+    cfg.drain.timeout = 30s;
+    proxy px{cfg};
+    client_pool clients{px.port(), 20};
+    ASSERT_EQ(http_request(px.admin_port(), bhttp::verb::post, "/drain").status, 202u);
+    std::this_thread::sleep_for(2s);  // a quarter of the spread: a drain well under way
+
+    const auto profile = std::filesystem::temp_directory_path() / ("wsdrain-status-" + std::to_string(::getpid()));
+    const std::string url = "http://127.0.0.1:" + std::to_string(px.admin_port()) + "/";
+    const std::string before = http_request(px.admin_port(), bhttp::verb::get, "/drain").body;
+    auto args = chromium_args(profile);
+    args.push_back("--dump-dom");
+    args.push_back(url);
+    process dump{chromium, args};
+    const std::string dom = dump.read_all(30s);
+    dump.wait(10s);
+    const std::string after = http_request(px.admin_port(), bhttp::verb::get, "/drain").body;
+
+    EXPECT_EQ(dom_value(dom, "state"), "draining") << dom.substr(0, 2000);
+    EXPECT_EQ(dom_value(dom, "sessions-at-start"), "20");
+    const int clean = std::stoi("0" + dom_value(dom, "closed-clean"));
+    EXPECT_GE(clean, std::stoi(json_value(before, "closed_clean")));
+    EXPECT_LE(clean, std::stoi(json_value(after, "closed_clean")));
+    EXPECT_GT(clean, 0);
+    const double progress = std::stod("0" + dom_value(dom, "progress"));
+    EXPECT_GE(progress, std::stod(json_value(before, "progress")) - 1e-9);
+    EXPECT_LE(progress, std::stod(json_value(after, "progress")) + 1e-9);
+    EXPECT_EQ(dom_value(dom, "reason-drain_clean"), std::to_string(clean)) << "closes by reason, from /metrics";
+
+    const auto shot = std::filesystem::current_path() / "status_page_during_drain.png";
+    std::filesystem::remove(shot);
+    args = chromium_args(profile);
+    args.push_back("--screenshot=" + shot.string());
+    args.push_back(url);
+    process screenshot{chromium, args};
+    screenshot.read_all(30s);
+    screenshot.wait(10s);
+    ASSERT_TRUE(std::filesystem::exists(shot));
+    EXPECT_GT(std::filesystem::file_size(shot), 5000u) << "a page, not a blank";
+    RecordProperty("screenshot", shot.string());
+    std::filesystem::remove_all(profile);
+}
