@@ -10,7 +10,7 @@ packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libs
 case "${1:-}" in
   --demo) packages+=(curl python3 python3-websockets) ;;
   --test) packages+=(libgtest-dev python3 python3-websockets python3-yaml chromium prometheus yamllint systemd
-                    golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev) ;;
+                    golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev debootstrap) ;;
 esac
 
 missing=()
