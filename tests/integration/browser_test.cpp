@@ -58,14 +58,6 @@ std::string dom_value(const std::string& dom, const std::string& id) {
     return dom.substr(v + 12, dom.find('"', v + 12) - v - 12);
 }
 
-std::string json_value(const std::string& json, const std::string& key) {
-    const std::string needle = "\"" + key + "\":";
-    auto pos = json.find(needle);
-    if (pos == std::string::npos) return {};
-    pos += needle.size();
-    if (json[pos] == '"') return json.substr(pos + 1, json.find('"', pos + 1) - pos - 1);
-    return json.substr(pos, json.find_first_of(",}", pos) - pos);
-}
 
 std::vector<std::string> chromium_args(const std::filesystem::path& profile) {
     return {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -100,12 +92,12 @@ TEST(browser, the_status_page_shows_the_drain_as_get_drain_reports_it) {
     EXPECT_EQ(dom_value(dom, "state"), "draining") << dom.substr(0, 2000);
     EXPECT_EQ(dom_value(dom, "sessions-at-start"), "20");
     const int clean = std::stoi("0" + dom_value(dom, "closed-clean"));
-    EXPECT_GE(clean, std::stoi(json_value(before, "closed_clean")));
-    EXPECT_LE(clean, std::stoi(json_value(after, "closed_clean")));
+    EXPECT_GE(clean, std::stoi(json_field(before, "closed_clean")));
+    EXPECT_LE(clean, std::stoi(json_field(after, "closed_clean")));
     EXPECT_GT(clean, 0);
     const double progress = std::stod("0" + dom_value(dom, "progress"));
-    EXPECT_GE(progress, std::stod(json_value(before, "progress")) - 1e-9);
-    EXPECT_LE(progress, std::stod(json_value(after, "progress")) + 1e-9);
+    EXPECT_GE(progress, std::stod(json_field(before, "progress")) - 1e-9);
+    EXPECT_LE(progress, std::stod(json_field(after, "progress")) + 1e-9);
     EXPECT_EQ(dom_value(dom, "reason-drain_clean"), std::to_string(clean)) << "closes by reason, from /metrics";
 
     const auto shot = std::filesystem::current_path() / "status_page_during_drain.png";

@@ -50,14 +50,6 @@ http_result upgrade_request(std::uint16_t port) {
                          {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
 }
 
-std::string json_field(const std::string& json, const std::string& key) {
-    const std::string needle = "\"" + key + "\":";
-    auto pos = json.find(needle);
-    if (pos == std::string::npos) return {};
-    pos += needle.size();
-    if (json[pos] == '"') return json.substr(pos + 1, json.find('"', pos + 1) - pos - 1);
-    return json.substr(pos, json.find_first_of(",}", pos) - pos);
-}
 
 }  // namespace
 

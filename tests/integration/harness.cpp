@@ -370,6 +370,15 @@ http_result http_request(std::uint16_t port, bhttp::verb method, const std::stri
 
 std::string scrape(std::uint16_t admin_port) { return http_request(admin_port, bhttp::verb::get, "/metrics").body; }
 
+std::string json_field(const std::string& json, const std::string& key) {
+    const std::string needle = "\"" + key + "\":";
+    auto pos = json.find(needle);
+    if (pos == std::string::npos) return {};
+    pos += needle.size();
+    if (json[pos] == '"') return json.substr(pos + 1, json.find('"', pos + 1) - pos - 1);
+    return json.substr(pos, json.find_first_of(",}", pos) - pos);
+}
+
 double metric(const std::string& text, const std::string& sample) {
     std::istringstream in(text);
     std::string line;

@@ -143,6 +143,8 @@ http_result http_request(std::uint16_t port, bhttp::verb method, const std::stri
 // `wsdrain_upgrades_total{result="ok",upstream="app"}`; NaN when absent.
 double metric(const std::string& text, const std::string& sample);
 std::string scrape(std::uint16_t admin_port);
+// The value of "key" in wsdrain's flat JSON status (GET /drain); "" when absent.
+std::string json_field(const std::string& json, const std::string& key);
 
 // A child process with its stdout piped to us; ended by PID.
 class process {
