@@ -28,16 +28,6 @@ std::string rfc3339(std::chrono::system_clock::time_point t) {
     return buf;
 }
 
-// Takes each session out of `list` and hands it to `f`; safe when `f` ends the session.
-template <class F>
-void take_each(net::session_list& list, F&& f) {
-    while (!list.empty()) {
-        net::session_link& s = list.front();
-        s.unlink();
-        f(s);
-    }
-}
-
 }  // namespace
 
 drain_shell::drain_shell(std::vector<std::unique_ptr<net::worker>>& workers, http::front_context& front,
@@ -161,12 +151,8 @@ void drain_shell::pace(std::size_t loop) {
 }
 
 void drain_shell::force(std::size_t loop) {
-    net::worker& w = *workers_[loop];
     loops_[loop].timer->cancel();
-    auto end = [](net::session_link& s) { s.force_close(); };
-    take_each(w.sessions(), end);
-    take_each(w.closing(), end);
-    take_each(w.connections(), end);
+    workers_[loop]->force_close_all();
 }
 
 // --- status ----------------------------------------------------------------------------

@@ -114,7 +114,8 @@ void server::start() {
 
 void server::stop() {
     if (threads_.empty()) return;
-    // Each loop closes its own listener and sessions, then is left without work and returns.
+    // The final teardown, after a drain (or of a test's proxy): each loop closes its listener
+    // and ends whatever is left, then the loops are stopped and joined.
     std::vector<std::future<void>> done;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         auto p = std::make_shared<std::promise<void>>();
@@ -123,13 +124,7 @@ void server::stop() {
             boost::system::error_code ec;
             acceptors_[i]->close(ec);
             if (i == 0) admin_acceptor_->close(ec);
-            net::worker& w = *workers_[i];
-            for (net::session_list* list : {&w.sessions(), &w.closing(), &w.connections()})
-                while (!list->empty()) {
-                    net::session_link& s = list->front();
-                    s.unlink();
-                    s.force_close();
-                }
+            workers_[i]->force_close_all();
             p->set_value();
         });
     }

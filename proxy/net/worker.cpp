@@ -11,6 +11,16 @@ worker::worker(unsigned index, metrics::thread_shard& stats)
     rng_ = (std::uint64_t{rd()} << 32 | rd()) | 1;
 }
 
+void worker::force_close_all() {
+    // Each is unlinked before it is told: force_close() may end it (and unlink it) at once.
+    for (session_list* list : {&sessions_, &closing_, &connections_})
+        while (!list->empty()) {
+            session_link& s = list->front();
+            s.unlink();
+            s.force_close();
+        }
+}
+
 std::uint64_t worker::next_session_id() {
     static std::atomic<std::uint64_t> last{0};
     return last.fetch_add(1, std::memory_order_relaxed) + 1;

@@ -48,6 +48,9 @@ public:
     // Client HTTP connections that have not become sessions.
     session_list& connections() { return connections_; }
 
+    // Ends every session and connection of this loop at once (force_close on each).
+    void force_close_all();
+
     // True from the start of a drain: sessions ending now count toward its progress.
     bool draining() const { return draining_; }
     void set_draining(bool d) { draining_ = d; }
