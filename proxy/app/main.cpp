@@ -130,13 +130,8 @@ int run(const options& o) {
     }
     raise_fd_limit();
     app::server server{*cfg};
-    try {
-        server.start();
-    } catch (const std::exception& e) {
-        log::error("start-up failed", {{"error", e.what()}});
-        return 1;
-    }
     // SIGTERM and SIGINT: the first drains, a second forces (the drain controller decides).
+    // Installed before the listeners open, so that no signal can find the default action.
     boost::asio::io_context signals_context;
     boost::asio::signal_set signals{signals_context, SIGTERM, SIGINT};
     std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec,
@@ -148,6 +143,12 @@ int run(const options& o) {
     };
     signals.async_wait(on_signal);
     server.on_exit([&] { boost::asio::post(signals_context, [&] { signals.cancel(); }); });
+    try {
+        server.start();
+    } catch (const std::exception& e) {
+        log::error("start-up failed", {{"error", e.what()}});
+        return 1;
+    }
     signals_context.run();
     server.stop();
     log::info("wsdrain stopped");
