@@ -26,6 +26,11 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
+struct header_deadline {
+    bool armed = true;   // the read it guards is still under way
+    bool fired = false;  // it cancelled that read
+};
+
 // A connection to one backend endpoint, kept for the next request of the same client.
 struct upstream_connection {
     beast::tcp_stream stream;
@@ -137,16 +142,28 @@ asio::awaitable<void> connection::run() {
         parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(limits.max_header_bytes, UINT32_MAX)));
         parser.body_limit(boost::none);
         if (closing_) break;
-        client_.expires_after(limits.header_timeout);
+        // The header deadline cancels the read but keeps the socket, so that a 408 can still be
+        // sent (tcp_stream's own timeout would close it). Its handler holds only `deadline`.
+        client_.expires_never();
+        auto deadline = std::make_shared<header_deadline>();
+        asio::steady_timer timer{worker_.context(), limits.header_timeout};
+        timer.async_wait([deadline, &socket = client_.socket()](const error_code& tec) {
+            if (tec || !deadline->armed) return;
+            deadline->fired = true;
+            error_code ignored;
+            socket.cancel(ignored);
+        });
         idle_ = buffer_.size() == 0;
         auto [ec, n] = co_await bhttp::async_read_header(client_, buffer_, parser, use_tuple);
+        deadline->armed = false;
+        timer.cancel();
         idle_ = false;
-        if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;  // closed by a drain
-        if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
-        if (ec == beast::error::timeout) {
+        if (deadline->fired) {
             if (buffer_.size() > 0) co_await send_error(client_, {bhttp::status::request_timeout, "request header timeout"}, 11, false);
             break;
         }
+        if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;  // closed by a drain
+        if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
         if (ec == bhttp::error::header_limit) {
             co_await send_error(client_, {bhttp::status::request_header_fields_too_large,
                                           "request header over limits.max_header_bytes"}, 11, false);

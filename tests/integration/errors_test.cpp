@@ -4,6 +4,8 @@
 
 #include <thread>
 
+#include <boost/asio/write.hpp>
+
 #include "harness.hpp"
 
 using namespace wsdrain::testing;
@@ -196,4 +198,26 @@ TEST(errors, upgrades_past_max_sessions_get_503_with_retry_after) {
         }
     }
     ADD_FAILURE() << "a freed slot was never given back";
+}
+
+TEST(errors, a_request_header_not_finished_in_time_gets_408_and_the_connection_closes) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.limits.header_timeout = std::chrono::milliseconds(300);
+    proxy px{cfg};
+    asio::io_context ctx;
+    tcp::socket s(ctx);
+    s.connect({asio::ip::make_address("127.0.0.1"), px.port()});
+    asio::write(s, asio::buffer(std::string("GET /slow HTTP/1.1\r\nHost: x\r\nX-Slow: ")));  // and nothing more
+    const auto t0 = std::chrono::steady_clock::now();
+    beast::flat_buffer buf;
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(s, buf, res);
+    EXPECT_EQ(res.result_int(), 408u);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+    char c;
+    beast::error_code ec;
+    s.read_some(asio::buffer(&c, 1), ec);
+    EXPECT_EQ(ec, asio::error::eof);
+    EXPECT_EQ(app.requests().size(), 0u) << "nothing reached the backend";
 }
