@@ -131,7 +131,8 @@ private:
     client_info client_info_;
     std::string client_address_;
     std::optional<upstream_connection> upstream_;
-    bool idle_ = false;     // waiting for a request with nothing of it read yet
+    std::uint64_t requests_ = 0;  // request headers read on this connection
+    bool idle_ = false;           // kept alive, waiting for the next request, nothing of it read
     bool closing_ = false;  // a drain asked this connection to close
 };
 
@@ -153,8 +154,11 @@ asio::awaitable<void> connection::run() {
             error_code ignored;
             socket.cancel(ignored);
         });
-        idle_ = buffer_.size() == 0;
+        // Idle: a kept-alive connection between requests. A new one is not: its first request
+        // may be on its way, and it gets an answer (503 while draining), not a silent close.
+        idle_ = requests_ > 0 && buffer_.size() == 0;
         auto [ec, n] = co_await bhttp::async_read_header(client_, buffer_, parser, use_tuple);
+        ++requests_;
         deadline->armed = false;
         timer.cancel();
         idle_ = false;
