@@ -144,7 +144,8 @@ asio::awaitable<void> connection::run() {
         parser.body_limit(boost::none);
         if (closing_) break;
         // The header deadline cancels the read but keeps the socket, so that a 408 can still be
-        // sent (tcp_stream's own timeout would close it). Its handler holds only `deadline`.
+        // sent (tcp_stream's own timeout would close it). Its handler owns `deadline` and touches
+        // the socket only while `armed`, which ends before this connection can.
         client_.expires_never();
         auto deadline = std::make_shared<header_deadline>();
         asio::steady_timer timer{worker_.context(), limits.header_timeout};
