@@ -9,7 +9,7 @@ packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libs
           prometheus-cpp-dev libssl-dev)
 case "${1:-}" in
   --demo) packages+=(curl python3 python3-websockets) ;;
-  --test) packages+=(libgtest-dev python3 python3-websockets python3-yaml chromium prometheus yamllint systemd
+  --test) packages+=(libgtest-dev openssl python3 python3-websockets python3-yaml chromium prometheus yamllint systemd
                     golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev debootstrap) ;;
 esac
 

@@ -133,12 +133,15 @@ int run(const options& o) {
     // SIGTERM and SIGINT: the first drains, a second forces (the drain controller decides).
     // Installed before the listeners open, so that no signal can find the default action.
     boost::asio::io_context signals_context;
-    boost::asio::signal_set signals{signals_context, SIGTERM, SIGINT};
+    // SIGHUP: the TLS certificate and key are read again.
+    boost::asio::signal_set signals{signals_context, SIGTERM, SIGINT, SIGHUP};
     std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec,
                                                                                int signo) {
         if (ec) return;
-        log::info("signal received", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
-        server.signal();
+        const char* name = signo == SIGTERM ? "SIGTERM" : signo == SIGINT ? "SIGINT" : "SIGHUP";
+        log::info("signal received", {{"signal", name}});
+        if (signo == SIGHUP) server.reload_tls();
+        else server.signal();
         signals.async_wait(on_signal);
     };
     signals.async_wait(on_signal);

@@ -43,7 +43,8 @@ server::server(config::proxy_config cfg) : config_(std::move(cfg)), router_(conf
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<net::worker>(i, metrics_->shard(i)));
     heartbeats_.reset(new std::atomic<std::int64_t>[n]);
     for (unsigned i = 0; i < n; ++i) heartbeats_[i] = steady_ns();
-    front_.reset(new http::front_context{config_, router_});
+    tls_ = std::make_unique<net::tls_contexts>();
+    front_ = std::make_unique<http::front_context>(config_, router_, *tls_);
     drain_ = std::make_unique<drain_shell>(workers_, *front_, config_.drain);
     admin_hooks_.metrics = [this] { return metrics_text(); };
     admin_hooks_.healthy = [this] { return healthy(); };
@@ -81,7 +82,7 @@ tcp::acceptor server::bind(net::worker& w, const config::address& addr, bool reu
 }
 
 void server::start() {
-    if (config_.tls) throw std::runtime_error("tls: TLS termination is not available in this version yet");
+    if (config_.tls) tls_->reload(config_.tls->cert, config_.tls->key);  // throws, naming the file
     // One acceptor per thread on the same port (SO_REUSEPORT): the kernel spreads clients.
     config::address listen = config_.listen;
     for (auto& w : workers_) {
@@ -108,6 +109,7 @@ void server::start() {
     }
     log::info("wsdrain started", {{"version", version},
                                   {"listen", config_.listen.host + ":" + std::to_string(listen_port_)},
+                                  {"tls", config_.tls ? "on" : "off"},
                                   {"admin", config_.admin.listen.host + ":" + std::to_string(admin_port_)},
                                   {"threads", workers_.size()}});
 }
@@ -132,6 +134,21 @@ void server::stop() {
     for (auto& w : workers_) w->context().stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
+}
+
+bool server::reload_tls() {
+    if (!config_.tls) {
+        log::info("nothing to reload: no tls in the config");
+        return false;
+    }
+    try {
+        tls_->reload(config_.tls->cert, config_.tls->key);
+    } catch (const std::exception& e) {
+        log::error("TLS reload failed; the previous certificate stays", {{"error", e.what()}});
+        return false;
+    }
+    log::info("TLS certificate reloaded", {{"cert", config_.tls->cert}});
+    return true;
 }
 
 std::string server::metrics_text() const {

@@ -15,6 +15,7 @@
 #include "config/config.hpp"
 #include "http/front.hpp"
 #include "metrics/metrics.hpp"
+#include "net/tls.hpp"
 #include "net/worker.hpp"
 #include "routing/router.hpp"
 
@@ -39,6 +40,9 @@ public:
     // forces. `on_exit` is called (on an event loop) when the process should exit 0.
     void signal() { drain_->start_from_signal(); }
     void on_exit(std::function<void()> f) { drain_->on_exit = std::move(f); }
+    // SIGHUP, from any thread: reads tls.cert and tls.key again for new connections; on error
+    // the old ones stay and the error is logged. False on error or without TLS.
+    bool reload_tls();
     drain_shell& drain() { return *drain_; }
 
     std::uint16_t listen_port() const { return listen_port_; }
@@ -59,6 +63,7 @@ private:
     config::proxy_config config_;
     routing::router router_;
     std::unique_ptr<metrics::registry> metrics_;
+    std::unique_ptr<net::tls_contexts> tls_;
     std::unique_ptr<http::front_context> front_;
     admin::hooks admin_hooks_;
     std::unique_ptr<std::atomic<std::int64_t>[]> heartbeats_;  // per worker, steady ns

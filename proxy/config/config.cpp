@@ -143,6 +143,16 @@ std::optional<address> parse_address(std::string_view text, bool allow_scheme) {
     return address{std::string(host), *port_number};
 }
 
+bool is_loopback_host(std::string_view host) {
+    if (host == "localhost") return true;
+    const std::string text(host);
+    in_addr v4{};
+    if (inet_pton(AF_INET, text.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+    return false;
+}
+
 bool is_sendable_close_code(unsigned code) {
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
@@ -155,6 +165,7 @@ using detail::rule_violation;
 using violations = std::vector<rule_violation>;
 
 constexpr std::size_t max_close_reason_bytes = 123;  // a Close payload is 125 bytes with the code
+constexpr std::uint64_t min_session_buffer_bytes = 1024;
 constexpr auto log_levels =
     std::to_array<std::string_view>({"trace", "debug", "info", "warn", "error", "critical", "off"});
 
@@ -188,6 +199,16 @@ void check_tls(const std::optional<tls_config>& tls, violations& out) {
     if (tls->key.empty()) flag(out, "tls.key", "a key file is required when tls is set");
 }
 
+void check_admin(const admin_config& admin, violations& out) {
+    if (!is_loopback_host(admin.listen.host) && admin.token.empty() && !admin.allow_remote_without_token) {
+        flag(out, "admin.listen",
+             admin.listen.to_string() +
+                 " is not a loopback address and admin.token is not set; set a token, or "
+                 "admin.allow_remote_without_token: true to expose the read-only endpoints without one",
+             {"admin.token", "admin.allow_remote_without_token"});
+    }
+}
+
 void check_upstreams(const std::vector<upstream_config>& upstreams, violations& out) {
     if (upstreams.empty()) flag(out, "upstreams", "at least one upstream is required");
     for (std::size_t i = 0; i < upstreams.size(); ++i) {
@@ -203,6 +224,7 @@ void check_upstreams(const std::vector<upstream_config>& upstreams, violations& 
                  {first_name});
         }
         if (upstream.endpoints.empty()) flag(out, at + ".endpoints", "an upstream needs at least one endpoint");
+        if (upstream.connect_timeout <= duration::zero()) flag(out, at + ".connect_timeout", "must be greater than 0");
         for (std::size_t e = 0; e < upstream.endpoints.size(); ++e) {
             if (upstream.endpoints[e].port == 0) {
                 flag(out, indexed(at + ".endpoints", e), "port 0 cannot be connected to");
@@ -256,6 +278,11 @@ void check_limits(const limits_config& limits, violations& out) {
     positive("limits.max_header_bytes", limits.max_header_bytes > 0);
     positive("limits.header_timeout", limits.header_timeout > duration::zero());
     positive("limits.max_frame_bytes", limits.max_frame_bytes > 0);
+    if (limits.session_buffer_bytes < min_session_buffer_bytes) {
+        flag(out, "limits.session_buffer_bytes",
+             "must be at least " + std::to_string(min_session_buffer_bytes) + ", got " +
+                 std::to_string(limits.session_buffer_bytes));
+    }
 }
 
 void check_keepalive(const keepalive_config& keepalive, violations& out) {
@@ -277,6 +304,7 @@ void check_log(const log_config& log, violations& out) {
 std::vector<rule_violation> detail::check_rules(const proxy_config& cfg) {
     violations out;
     check_tls(cfg.tls, out);
+    check_admin(cfg.admin, out);
     check_upstreams(cfg.upstreams, out);
     check_routes(cfg, out);
     check_drain(cfg.drain, out);

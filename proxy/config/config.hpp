@@ -31,11 +31,16 @@ struct tls_config {
 struct admin_config {
     address listen{"127.0.0.1", 9901};
     std::string token;  // empty: no bearer token
+    // A non-loopback listen address without a token is refused unless this says it is meant
+    // (read-only endpoints for probes and scraping; POST still only from loopback).
+    bool allow_remote_without_token = false;
 };
 
 struct upstream_config {
     std::string name;
     std::vector<address> endpoints;
+    bool tls = false;               // TLS to the backend (not verified, as nginx's default)
+    duration connect_timeout{5000};  // TCP connect, TLS handshake, and the backend's 101
 };
 
 struct route_config {
@@ -58,6 +63,11 @@ struct limits_config {
     std::uint64_t max_header_bytes = 16384;
     duration header_timeout{10000};
     std::uint64_t max_frame_bytes = 16777216;
+    std::uint64_t max_sessions_per_client = 0;  // per client IP address; 0: no cap
+    std::uint64_t max_body_bytes = 0;           // plain request bodies; 0: no limit
+    // The most a session reads at once, and so the most it holds for a side that cannot take
+    // bytes yet (memory per stalled session).
+    std::uint64_t session_buffer_bytes = 65536;
 };
 
 struct keepalive_config {
@@ -114,6 +124,8 @@ std::vector<problem> validate(const proxy_config& cfg);
 std::optional<duration> parse_duration(std::string_view text);
 // "HOST:PORT", "[::1]:PORT"; with allow_scheme also "http://HOST:PORT" (trailing "/" ok).
 std::optional<address> parse_address(std::string_view text, bool allow_scheme = false);
+// Whether `host` (a literal address or "localhost") is on the loopback interface.
+bool is_loopback_host(std::string_view host);
 // A close code the proxy may send: 1000-1003, 1007-1014, 3000-4999.
 bool is_sendable_close_code(unsigned code);
 

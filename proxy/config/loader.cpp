@@ -88,6 +88,13 @@ public:
         read_scalar(node, path, "HOST:PORT or [IPv6]:PORT", out,
                     [](const std::string& text) { return parse_address(text); });
     }
+    void read(const YAML::Node& node, const std::string& path, bool& out) {
+        read_scalar(node, path, "true or false", out, [](const std::string& text) -> std::optional<bool> {
+            if (text == "true") return true;
+            if (text == "false") return false;
+            return std::nullopt;
+        });
+    }
     void read(const YAML::Node& node, const std::string& path, log_format& out) {
         read_scalar(node, path, "text or json", out, [](const std::string& text) -> std::optional<log_format> {
             if (text == "text") return log_format::text;
@@ -250,6 +257,7 @@ struct schema<admin_config> {
     static constexpr field<admin_config> fields[] = {
         {"listen", read_member<&admin_config::listen>},
         {"token", read_member<&admin_config::token>},
+        {"allow_remote_without_token", read_member<&admin_config::allow_remote_without_token>},
     };
 };
 
@@ -258,6 +266,8 @@ struct schema<upstream_config> {
     static constexpr field<upstream_config> fields[] = {
         {"name", read_member<&upstream_config::name>},
         {"endpoints", read_member<&upstream_config::endpoints>},
+        {"tls", read_member<&upstream_config::tls>},
+        {"connect_timeout", read_member<&upstream_config::connect_timeout>},
     };
 };
 
@@ -289,6 +299,9 @@ struct schema<limits_config> {
         {"max_header_bytes", read_member<&limits_config::max_header_bytes>},
         {"header_timeout", read_member<&limits_config::header_timeout>},
         {"max_frame_bytes", read_member<&limits_config::max_frame_bytes>},
+        {"max_sessions_per_client", read_member<&limits_config::max_sessions_per_client>},
+        {"max_body_bytes", read_member<&limits_config::max_body_bytes>},
+        {"session_buffer_bytes", read_member<&limits_config::session_buffer_bytes>},
     };
 };
 

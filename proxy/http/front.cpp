@@ -3,16 +3,20 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+
+#include <openssl/ssl.h>
 
 #include <optional>
 
 #include "http/forwarding.hpp"
 #include "log/log.hpp"
+#include "net/stream.hpp"
+#include "net/tls.hpp"
 #include "relay/tunnel.hpp"
 
 namespace wsdrain::http {
@@ -33,7 +37,7 @@ struct header_deadline {
 
 // A connection to one backend endpoint, kept for the next request of the same client.
 struct upstream_connection {
-    beast::tcp_stream stream;
+    net::stream stream;
     beast::flat_buffer buffer;
     routing::endpoint* endpoint = nullptr;
     bool connected = false;
@@ -47,7 +51,7 @@ struct error_reply {
     bool retry_after = false;
 };
 
-asio::awaitable<void> send_error(beast::tcp_stream& client, const error_reply& e, unsigned version, bool keep_alive) {
+asio::awaitable<void> send_error(net::stream& client, const error_reply& e, unsigned version, bool keep_alive) {
     bhttp::response<bhttp::string_body> res{e.status, version};
     res.set(bhttp::field::server, "wsdrain");
     res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
@@ -61,8 +65,8 @@ asio::awaitable<void> send_error(beast::tcp_stream& client, const error_reply& e
 
 // Moves a message body from `in` to `out` piece by piece; neither side is buffered whole.
 template <bool is_request>
-asio::awaitable<error_code> relay_body(beast::tcp_stream& in, beast::flat_buffer& in_buffer,
-                                       bhttp::parser<is_request, bhttp::buffer_body>& parser, beast::tcp_stream& out,
+asio::awaitable<error_code> relay_body(net::stream& in, beast::flat_buffer& in_buffer,
+                                       bhttp::parser<is_request, bhttp::buffer_body>& parser, net::stream& out,
                                        bhttp::serializer<is_request, bhttp::buffer_body>& serializer) {
     std::array<char, 16384> chunk;
     auto& body = parser.get().body();
@@ -116,6 +120,8 @@ private:
         client_.socket().close(ec);
         if (upstream_) upstream_->stream.socket().close(ec);
     }
+    // The TLS handshake of a listener with TLS; false when it failed (the connection ends).
+    asio::awaitable<bool> accept_tls();
     bool keep_alive(bool client_wants) const { return client_wants && !closing_ && !ctx_.refusing; }
     asio::awaitable<bool> serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
     asio::awaitable<void> serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
@@ -126,7 +132,7 @@ private:
 
     net::worker& worker_;
     front_context& ctx_;
-    beast::tcp_stream client_;
+    net::stream client_;
     beast::flat_buffer buffer_;
     client_info client_info_;
     std::string client_address_;
@@ -136,12 +142,29 @@ private:
     bool closing_ = false;  // a drain asked this connection to close
 };
 
+asio::awaitable<bool> connection::accept_tls() {
+    const auto context = ctx_.tls.server();  // the certificate as of now; a reload affects later connections
+    client_.wrap_tls(*context);
+    client_.expires_after(ctx_.config.limits.header_timeout);
+    auto [ec] = co_await client_.tls()->async_handshake(asio::ssl::stream_base::server, use_tuple);
+    if (ec) {
+        log::debug("TLS handshake failed", {{"client", client_address_}, {"error", ec.message()}});
+        co_return false;
+    }
+    co_return true;
+}
+
 asio::awaitable<void> connection::run() {
     const auto& limits = ctx_.config.limits;
+    if (ctx_.config.tls && !co_await accept_tls()) {
+        client_.close();
+        co_return;
+    }
     for (;;) {
         bhttp::request_parser<bhttp::buffer_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(limits.max_header_bytes, UINT32_MAX)));
-        parser.body_limit(boost::none);
+        if (limits.max_body_bytes) parser.body_limit(limits.max_body_bytes);
+        else parser.body_limit(boost::none);
         if (closing_) break;
         // The header deadline cancels the read but keeps the socket, so that a 408 can still be
         // sent (tcp_stream's own timeout would close it). Its handler owns `deadline` and touches
@@ -168,10 +191,17 @@ asio::awaitable<void> connection::run() {
             break;
         }
         if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;  // closed by a drain
-        if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
+        if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+            ec == asio::ssl::error::stream_truncated)
+            break;
         if (ec == bhttp::error::header_limit) {
             co_await send_error(client_, {bhttp::status::request_header_fields_too_large,
                                           "request header over limits.max_header_bytes"}, 11, false);
+            break;
+        }
+        if (ec == bhttp::error::body_limit) {  // its Content-Length says so
+            co_await send_error(client_, {bhttp::status::payload_too_large, "request body over limits.max_body_bytes"},
+                                11, false);
             break;
         }
         if (ec) {
@@ -201,9 +231,16 @@ asio::awaitable<void> connection::run() {
         }
         if (!co_await serve_plain(parser, *up)) break;
     }
-    error_code ec;
-    client_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    client_.close();
+    if (client_.socket().is_open()) {
+        error_code ec;
+        if (client_.tls()) {  // close_notify, without waiting for the peer's
+            SSL_set_shutdown(client_.tls()->native_handle(), SSL_RECEIVED_SHUTDOWN);
+            client_.expires_after(std::chrono::seconds(1));
+            std::tie(ec) = co_await client_.tls()->async_shutdown(use_tuple);
+        }
+        client_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        client_.close();
+    }
 }
 
 asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up, bool reuse) {
@@ -216,12 +253,13 @@ asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up,
     upstream_.reset();
     routing::endpoint* ep = up.pick(now, worker_.random());
     if (!ep) co_return nullptr;
-    upstream_.emplace(upstream_connection{beast::tcp_stream(worker_.context()), {}, ep});
+    upstream_.emplace(upstream_connection{net::stream(worker_.context().get_executor()), {}, ep});
     const auto& a = ep->address();
     error_code ec;
     const auto address = asio::ip::make_address(a.host, ec);
+    const bool by_name = static_cast<bool>(ec);
     std::vector<tcp::endpoint> targets;
-    if (!ec) {
+    if (!by_name) {
         targets.emplace_back(address, a.port);
     } else {
         tcp::resolver resolver(worker_.context());
@@ -229,9 +267,15 @@ asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up,
         auto [rec, results] = co_await resolver.async_resolve(a.host, port, use_tuple);
         for (const auto& r : results) targets.push_back(r.endpoint());
     }
-    upstream_->stream.expires_after(connect_timeout);
-    auto [cec, connected] = co_await upstream_->stream.async_connect(targets, use_tuple);
-    if (cec || targets.empty()) {
+    upstream_->stream.expires_after(up.connect_timeout());
+    auto [cec, connected] = co_await upstream_->stream.tcp_layer().async_connect(targets, use_tuple);
+    if (!cec && targets.empty()) cec = asio::error::host_not_found;
+    if (!cec && up.tls()) {
+        upstream_->stream.wrap_tls(ctx_.tls.client());
+        if (by_name) SSL_set_tlsext_host_name(upstream_->stream.tls()->native_handle(), a.host.c_str());  // SNI
+        std::tie(cec) = co_await upstream_->stream.tls()->async_handshake(asio::ssl::stream_base::client, use_tuple);
+    }
+    if (cec) {
         ep->connect_failed(clock::now());
         log::warn("backend connect failed", {{"endpoint", ep->name()}, {"error", cec.message()}});
         co_return &*upstream_;  // not connected: the caller answers 502
@@ -259,7 +303,8 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         co_await bhttp::async_write(client_, res, use_tuple);
         co_return;
     }
-    if (ctx_.sessions.fetch_add(1) >= static_cast<std::int64_t>(ctx_.config.limits.max_sessions)) {
+    const auto& limits = ctx_.config.limits;
+    if (ctx_.sessions.fetch_add(1) >= static_cast<std::int64_t>(limits.max_sessions)) {
         ctx_.sessions.fetch_sub(1);
         count_upgrade(up, metrics::upgrade_result::rejected_limit);
         co_await send_error(client_, {bhttp::status::service_unavailable, "session limit reached", true}, 11, false);
@@ -271,6 +316,19 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
             if (count) count->fetch_sub(1);
         }
     } slot{&ctx_.sessions};
+    if (!ctx_.per_client.acquire(client_info_.address, limits.max_sessions_per_client)) {
+        count_upgrade(up, metrics::upgrade_result::rejected_limit);
+        co_await send_error(client_, {bhttp::status::service_unavailable, "session limit for this client reached", true},
+                            11, false);
+        co_return;
+    }
+    struct client_slot {  // the same for the per-client count
+        net::client_sessions* sessions;
+        const std::string& address;
+        ~client_slot() {
+            if (sessions) sessions->release(address);
+        }
+    } client_slot{&ctx_.per_client, client_info_.address};
 
     upstream_connection* conn = co_await connect(up, false);
     if (!conn) {
@@ -285,7 +343,8 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     }
     bhttp::request<bhttp::empty_body> forward{std::move(req.base())};
     prepare_upstream_request(forward, client_info_, true);
-    conn->stream.expires_after(ctx_.config.limits.header_timeout);
+    // The backend has upstreams[].connect_timeout to answer the handshake.
+    conn->stream.expires_after(up.connect_timeout());
     auto [wec, wn] = co_await bhttp::async_write(conn->stream, forward, use_tuple);
     bhttp::response_parser<bhttp::buffer_body> rp;
     rp.body_limit(boost::none);
@@ -294,7 +353,11 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     if (rec) {
         count_upgrade(up, metrics::upgrade_result::backend_error);
         log::warn("backend failed the upgrade", {{"endpoint", conn->endpoint->name()}, {"error", rec.message()}});
-        co_await send_error(client_, {bhttp::status::bad_gateway, "backend failed the WebSocket handshake"}, 11, false);
+        co_await send_error(client_,
+                            rec == beast::error::timeout
+                                ? error_reply{bhttp::status::gateway_timeout, "backend did not answer the WebSocket handshake"}
+                                : error_reply{bhttp::status::bad_gateway, "backend failed the WebSocket handshake"},
+                            11, false);
         co_return;
     }
     auto& res = rp.get();
@@ -329,13 +392,17 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     params.endpoint = conn->endpoint;
     params.client_address = client_address_;
     params.session_count = slot.count;
+    params.per_client = client_slot.sessions;
+    params.client_ip = client_info_.address;
+    params.read_size = static_cast<std::size_t>(std::min<std::uint64_t>(limits.session_buffer_bytes, net::worker::scratch_size));
     params.drain_close_code = ctx_.config.drain.close_code;
     params.drain_close_reason = ctx_.config.drain.close_reason;
     slot.count = nullptr;
+    client_slot.sessions = nullptr;
 
     const auto down_early = buffer_.data();
     const auto up_early = conn->buffer.data();
-    relay::tunnel::start(worker_, client_.release_socket(), conn->stream.release_socket(), std::move(params),
+    relay::tunnel::start(worker_, client_.release(), conn->stream.release(), std::move(params),
                          {static_cast<const std::uint8_t*>(down_early.data()), down_early.size()},
                          {static_cast<const std::uint8_t*>(up_early.data()), up_early.size()});
     upstream_.reset();
@@ -375,6 +442,12 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
     auto [hec, hn] = co_await bhttp::async_write_header(conn->stream, request_writer, use_tuple);
     error_code ec = hec;
     if (!ec && !parser.is_done()) ec = co_await relay_body(client_, buffer_, parser, conn->stream, request_writer);
+    if (ec == bhttp::error::body_limit) {  // a body without a length ran over; the backend saw part of it
+        upstream_.reset();
+        co_await send_error(client_, {bhttp::status::payload_too_large, "request body over limits.max_body_bytes"},
+                            11, false);
+        co_return false;
+    }
     if (ec) {
         upstream_.reset();
         const std::string why = "backend failed: " + ec.message();

@@ -11,24 +11,32 @@
 #include <cstdint>
 
 #include "config/config.hpp"
+#include "net/client_sessions.hpp"
 #include "net/worker.hpp"
 #include "routing/router.hpp"
+
+namespace wsdrain::net {
+class tls_contexts;
+}
 
 namespace wsdrain::http {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-// How long the proxy waits for a backend to accept a connection, and for any step of a
-// plain request or response body to make progress.
-inline constexpr std::chrono::seconds connect_timeout{5};
+// How long any step of a plain request or response body may go without progress.
 inline constexpr std::chrono::seconds body_idle_timeout{60};
 
 // State every connection of every thread shares; read-mostly.
 struct front_context {
+    front_context(const config::proxy_config& c, routing::router& r, net::tls_contexts& t)
+        : config(c), router(r), tls(t) {}
+
     const config::proxy_config& config;
     routing::router& router;
+    net::tls_contexts& tls;                 // the listener's TLS (when config.tls) and TLS to backends
     std::atomic<std::int64_t> sessions{0};  // open WebSocket sessions, for limits.max_sessions
+    net::client_sessions per_client;        // for limits.max_sessions_per_client
     std::atomic<bool> refusing{false};      // draining past its pre-delay: new requests get 503
 };
 

@@ -1,8 +1,11 @@
 #include "relay/tunnel.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/intrusive_ptr.hpp>
+
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <array>
@@ -10,6 +13,8 @@
 #include <cstring>
 
 #include "log/log.hpp"
+#include "net/client_sessions.hpp"
+#include "net/stream.hpp"
 #include "routing/router.hpp"
 
 namespace wsdrain::relay {
@@ -81,7 +86,18 @@ private:
     std::size_t arena_used_ = 0;
 };
 
-tunnel::tunnel(net::worker& w, tcp::socket downstream, tcp::socket upstream, tunnel_params params)
+// One TLS record's plaintext at most.
+constexpr std::size_t tls_read_size = 16 * 1024;
+
+tunnel::leg::leg(net::leg_transport&& t) : socket(std::move(t.socket)), tls(std::move(t.tls)) {
+    if (tls) tls_input = std::make_unique<std::uint8_t[]>(tls_read_size);
+}
+tunnel::leg::leg(leg&&) noexcept = default;
+tunnel::leg::~leg() = default;
+
+tcp::socket& tunnel::leg::raw() { return tls ? tls->next_layer().socket() : socket; }
+
+tunnel::tunnel(net::worker& w, net::leg_transport downstream, net::leg_transport upstream, tunnel_params params)
     : worker_(w),
       params_(std::move(params)),
       legs_{leg{std::move(downstream)}, leg{std::move(upstream)}},
@@ -94,14 +110,14 @@ tunnel::tunnel(net::worker& w, tcp::socket downstream, tcp::socket upstream, tun
 
 tunnel::~tunnel() = default;
 
-void tunnel::start(net::worker& w, tcp::socket downstream, tcp::socket upstream, tunnel_params params,
+void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_transport upstream, tunnel_params params,
                    std::span<const std::uint8_t> downstream_early, std::span<const std::uint8_t> upstream_early) {
     ptr self{new tunnel(w, std::move(downstream), std::move(upstream), std::move(params))};
     (w.closing_sessions() ? w.closing() : w.sessions()).push_back(*self);
     for (leg& l : self->legs_) {
         error_code ec;
-        l.socket.non_blocking(true, ec);
-        l.socket.set_option(tcp::no_delay(true), ec);
+        if (!l.tls) l.socket.non_blocking(true, ec);  // plain legs are read and written in place
+        l.raw().set_option(tcp::no_delay(true), ec);
     }
     w.stats().upstreams[self->params_.upstream->index()].sessions_active.add(1);
     self->params_.endpoint->session_opened();
@@ -120,6 +136,7 @@ void tunnel::start(net::worker& w, tcp::socket downstream, tcp::socket upstream,
 void tunnel::read(leg_id from) {
     leg& src = leg_of(from);
     const leg& dst = leg_of(other(from));
+    if (src.tls) return read_tls(from);
     if (src.waiting || src.finished || src.eof) return;
     if (dst.writing) {
         src.paused = true;  // resumed when dst's pending bytes are written
@@ -128,7 +145,7 @@ void tunnel::read(leg_id from) {
     // Epoll is edge-triggered: wait for readability only after a read came back short.
     for (int round = 0; round < 4; ++round) {
         error_code ec;
-        const std::size_t n = src.socket.read_some(asio::buffer(worker_.scratch(), net::worker::scratch_size), ec);
+        const std::size_t n = src.socket.read_some(asio::buffer(worker_.scratch(), params_.read_size), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable(from);
         if (ec) return on_end(from, ec);
         relay(from, worker_.scratch(), n);
@@ -137,7 +154,7 @@ void tunnel::read(leg_id from) {
             src.paused = true;
             return;
         }
-        if (n < net::worker::scratch_size) return wait_readable(from);
+        if (n < params_.read_size) return wait_readable(from);
     }
     // A busy leg yields to the other sessions of this thread before reading on.
     src.waiting = true;
@@ -145,6 +162,52 @@ void tunnel::read(leg_id from) {
         self->leg_of(from).waiting = false;
         self->read(from);
     });
+}
+
+// A TLS leg reads asynchronously into its own buffer (OpenSSL keeps state between records, so
+// the thread's scratch buffer cannot be lent to it). Bytes that arrive while the other leg is
+// still being written are held there, and relayed when that write ends.
+void tunnel::read_tls(leg_id from) {
+    leg& src = leg_of(from);
+    const leg& dst = leg_of(other(from));
+    if (src.waiting || src.finished || src.eof) return;
+    if (dst.writing) {
+        src.paused = true;
+        return;
+    }
+    if (src.tls_held != 0) {
+        const std::size_t n = std::exchange(src.tls_held, 0);
+        relay(from, src.tls_input.get(), n);
+        return read_tls(from);
+    }
+    src.waiting = true;
+    src.tls->async_read_some(asio::buffer(src.tls_input.get(), std::min(tls_read_size, params_.read_size)),
+                             [self = ptr(this), from](const error_code& ec, std::size_t n) {
+                                 leg& l = self->leg_of(from);
+                                 l.waiting = false;
+                                 if (l.finished) return;
+                                 // After our close_notify OpenSSL reports the end at once (as
+                                 // truncated while ours is still being written); the peer's FIN
+                                 // is still to be waited for, on the bare socket.
+                                 if (l.fin_sent && (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated))
+                                     return self->read_to_fin(from);
+                                 if (ec) return self->on_end(from, ec);
+                                 l.tls_held = n;
+                                 self->read_tls(from);
+                             });
+}
+
+void tunnel::read_to_fin(leg_id from) {
+    leg& src = leg_of(from);
+    src.waiting = true;
+    src.raw().async_read_some(asio::buffer(src.tls_input.get(), tls_read_size),
+                              [self = ptr(this), from](const error_code& ec, std::size_t) {
+                                  leg& l = self->leg_of(from);
+                                  l.waiting = false;
+                                  if (l.finished) return;
+                                  if (ec) return self->on_end(from, ec);
+                                  self->read_to_fin(from);  // the peer's last TLS records: not needed
+                              });
 }
 
 void tunnel::wait_readable(leg_id from) {
@@ -320,6 +383,10 @@ void tunnel::flush(leg_id to, batch& out) {
     // Never called while `pending` is being written (that write holds its memory): a leg is
     // not read while the other one is written to, and injections wait for the write to end.
     assert(!dst.writing);
+    if (dst.tls) {  // TLS is written asynchronously, from one buffer (one record per write)
+        out.spill();
+        return start_write(to);
+    }
     std::array<asio::const_buffer, batch::max_segments + 1> buffers;
     std::size_t count = 0;
     if (!dst.pending.empty()) buffers[count++] = asio::buffer(dst.pending);
@@ -346,7 +413,7 @@ void tunnel::flush(leg_id to, batch& out) {
 void tunnel::start_write(leg_id to) {
     leg& dst = leg_of(to);
     dst.writing = true;
-    asio::async_write(dst.socket, asio::buffer(dst.pending), [self = ptr(this), to](const error_code& ec, std::size_t) {
+    auto done = [self = ptr(this), to](const error_code& ec, std::size_t) {
         leg& l = self->leg_of(to);
         l.writing = false;
         if (l.finished) return;
@@ -355,12 +422,19 @@ void tunnel::start_write(leg_id to) {
         if (ec) return self->on_end(to, ec);
         self->pump_injections(to);
         self->send_fin_if_done(to);
-        leg& src = self->leg_of(other(to));
-        if (src.paused && !l.writing) {
-            src.paused = false;
-            self->read(other(to));
-        }
-    });
+        self->resume_reader_of(to);
+    };
+    if (dst.tls) asio::async_write(*dst.tls, asio::buffer(dst.pending), std::move(done));
+    else asio::async_write(dst.socket, asio::buffer(dst.pending), std::move(done));
+}
+
+// A write to `to` ended: the leg that waited for it is read again.
+void tunnel::resume_reader_of(leg_id to) {
+    leg& src = leg_of(other(to));
+    if (src.paused && !leg_of(to).writing) {
+        src.paused = false;
+        read(other(to));
+    }
 }
 
 // --- the proxy's own frames -------------------------------------------------------------
@@ -466,9 +540,30 @@ void tunnel::on_end(leg_id from, const error_code& ec) {
 void tunnel::send_fin_if_done(leg_id l) {
     leg& x = leg_of(l);
     if (x.finished || x.fin_sent || x.writing || x.close_code != 0 || !wants_fin(x.phase)) return;
-    error_code ec;
-    x.socket.shutdown(tcp::socket::shutdown_send, ec);
     x.fin_sent = true;
+    if (x.tls) {
+        // TLS: close_notify first, then FIN. Marking the peer's close_notify as received makes
+        // the shutdown complete once ours is written, without waiting for the peer's.
+        // The leg counts as writing until then, so that the peer's end does not close it first.
+        SSL_set_shutdown(x.tls->native_handle(), SSL_RECEIVED_SHUTDOWN);
+        x.writing = true;
+        x.tls->async_shutdown([self = ptr(this), l](const error_code&) {
+            leg& y = self->leg_of(l);
+            y.writing = false;
+            if (y.finished) return;
+            error_code ignored;
+            y.raw().shutdown(tcp::socket::shutdown_send, ignored);
+            // Closing with the peer's bytes unread would reset: read on to its FIN (bounded by
+            // the close deadline).
+            if (y.eof) self->close_leg(l);
+            else self->read(l);
+            self->resume_reader_of(l);
+        });
+        if (!x.waiting) read(l);
+        return;
+    }
+    error_code ec;
+    x.raw().shutdown(tcp::socket::shutdown_send, ec);
     // Read on until the peer's FIN so that closing never resets; the deadline bounds it.
     if (x.eof || ec) close_leg(l);
     else if (!x.waiting) read(l);
@@ -479,8 +574,8 @@ void tunnel::close_leg(leg_id l) {
     if (x.finished) return;
     x.finished = true;
     error_code ec;
-    if (!x.fin_sent) x.socket.shutdown(tcp::socket::shutdown_both, ec);
-    x.socket.close(ec);
+    if (!x.fin_sent) x.raw().shutdown(tcp::socket::shutdown_both, ec);
+    x.raw().close(ec);
     x.pending.clear();
     if (leg_of(other(l)).finished) finish();
 }
@@ -537,6 +632,7 @@ void tunnel::finish() {
     if (worker_.draining()) (clean ? stats.drain_closed_clean : stats.drain_closed_forced).add();
     params_.endpoint->session_closed();
     if (params_.session_count) params_.session_count->fetch_sub(1, std::memory_order_relaxed);
+    if (params_.per_client) params_.per_client->release(params_.client_ip);
 
     const char* closed_by = !close_seen_ ? "none"
                             : close_by_proxy_ ? "proxy"

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,6 +23,12 @@
 #include "metrics/metrics.hpp"
 #include "net/worker.hpp"
 #include "relay/leg_phase.hpp"
+
+namespace wsdrain::net {
+struct tls_stream;
+struct leg_transport;
+class client_sessions;
+}  // namespace wsdrain::net
 
 namespace wsdrain::routing {
 class upstream;
@@ -44,6 +51,9 @@ struct tunnel_params {
     routing::endpoint* endpoint = nullptr;
     std::string client_address;
     std::atomic<std::int64_t>* session_count = nullptr;  // decremented when the session ends
+    net::client_sessions* per_client = nullptr;          // released for client_ip when it ends
+    std::string client_ip;
+    std::size_t read_size = 64 * 1024;  // at most net::worker::scratch_size
     std::uint16_t drain_close_code = 1001;               // for a session born during a drain
     std::string drain_close_reason;
 };
@@ -52,8 +62,9 @@ class tunnel final : public net::session_link {
 public:
     // Starts relaying. `*_early` are bytes already read from each leg after the handshake
     // (frames that arrived with the request or the 101); they are relayed first.
-    static void start(net::worker& w, tcp::socket downstream, tcp::socket upstream, tunnel_params params,
-                      std::span<const std::uint8_t> downstream_early, std::span<const std::uint8_t> upstream_early);
+    static void start(net::worker& w, net::leg_transport downstream, net::leg_transport upstream,
+                      tunnel_params params, std::span<const std::uint8_t> downstream_early,
+                      std::span<const std::uint8_t> upstream_early);
 
     void drain_close(std::uint16_t code, const std::string& reason) override;
     void force_close() override;
@@ -73,8 +84,15 @@ private:
     enum class verdict : std::uint8_t { none, idle, error, forced };
 
     struct leg {
-        explicit leg(tcp::socket s) : socket(std::move(s)) {}
-        tcp::socket socket;
+        explicit leg(net::leg_transport&& t);
+        leg(leg&&) noexcept;
+        ~leg();
+        tcp::socket& raw();  // the TCP socket, under TLS or not
+
+        tcp::socket socket;               // a plain leg's socket (empty under TLS)
+        std::unique_ptr<net::tls_stream> tls;  // a TLS leg's stream, read and written asynchronously
+        std::unique_ptr<std::uint8_t[]> tls_input;  // what a TLS read delivered...
+        std::size_t tls_held = 0;              // ...and not relayed yet (the other leg was busy)
         leg_phase phase = leg_phase::open;
         bool waiting = false;   // an async_wait for readability (or a posted read) is pending
         bool writing = false;   // an async_write of `pending` is in flight
@@ -98,7 +116,7 @@ private:
 
     class batch;
 
-    tunnel(net::worker& w, tcp::socket downstream, tcp::socket upstream, tunnel_params params);
+    tunnel(net::worker& w, net::leg_transport downstream, net::leg_transport upstream, tunnel_params params);
     ~tunnel() override;
 
     leg& leg_of(leg_id l) { return legs_[index(l)]; }
@@ -109,12 +127,15 @@ private:
     }
 
     void read(leg_id from);
+    void read_tls(leg_id from);
+    void read_to_fin(leg_id from);
     void wait_readable(leg_id from);
     void relay(leg_id from, const std::uint8_t* data, std::size_t size);
     bool on_control(leg_id from, const codec::scan_event& e, const std::uint8_t* input);
     void on_protocol_error(leg_id from, codec::scan_error err);
     void flush(leg_id to, batch& out);
     void start_write(leg_id to);
+    void resume_reader_of(leg_id to);
     void on_end(leg_id from, const boost::system::error_code& ec);
 
     void queue_close(leg_id to, std::uint16_t code, std::string_view reason);

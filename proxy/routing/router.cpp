@@ -22,7 +22,8 @@ bool endpoint::available(clock::time_point now) const {
     return up() || ns(now) >= retry_at_ns_.load(std::memory_order_relaxed);
 }
 
-upstream::upstream(std::size_t index, const config::upstream_config& cfg) : index_(index), name_(cfg.name) {
+upstream::upstream(std::size_t index, const config::upstream_config& cfg)
+    : index_(index), name_(cfg.name), tls_(cfg.tls), connect_timeout_(cfg.connect_timeout) {
     for (const auto& a : cfg.endpoints) endpoints_.push_back(std::make_unique<endpoint>(a));
 }
 

@@ -51,6 +51,8 @@ public:
 
     std::size_t index() const { return index_; }
     const std::string& name() const { return name_; }
+    bool tls() const { return tls_; }
+    std::chrono::milliseconds connect_timeout() const { return connect_timeout_; }
     std::vector<std::unique_ptr<endpoint>>& endpoints() { return endpoints_; }
     const std::vector<std::unique_ptr<endpoint>>& endpoints() const { return endpoints_; }
 
@@ -61,6 +63,8 @@ public:
 private:
     std::size_t index_;
     std::string name_;
+    bool tls_;
+    std::chrono::milliseconds connect_timeout_;
     std::vector<std::unique_ptr<endpoint>> endpoints_;
 };
 

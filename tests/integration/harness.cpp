@@ -397,12 +397,13 @@ std::string binary_path(const std::string& name) {
 
 std::string source_path(const std::string& relative) { return std::string(WSDRAIN_SOURCE_DIR) + "/" + relative; }
 
-process::process(const std::string& path, const std::vector<std::string>& args) {
+process::process(const std::string& path, const std::vector<std::string>& args, bool with_stderr) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+    if (with_stderr) posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(path.c_str()));
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -486,6 +487,33 @@ long rss_kib(int pid) {
     while (std::getline(in, line))
         if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
     return -1;
+}
+
+}  // namespace wsdrain::testing
+
+namespace wsdrain::testing {
+
+temp_dir::temp_dir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "wsdrain-test-XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path = pattern;
+}
+
+temp_dir::~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+}
+
+certificate make_certificate(const temp_dir& dir, const std::string& cn) {
+    certificate c{dir.path / (cn + ".crt"), dir.path / (cn + ".key")};
+    process openssl{"/usr/bin/openssl",
+                    {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days",
+                     "2", "-subj", "/CN=" + cn, "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout",
+                     c.key.string(), "-out", c.cert.string()},
+                    true};
+    const std::string out = openssl.read_all();
+    if (openssl.wait() != 0) throw std::runtime_error("openssl req failed: " + out);
+    return c;
 }
 
 }  // namespace wsdrain::testing

@@ -9,6 +9,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -149,7 +150,8 @@ std::string json_field(const std::string& json, const std::string& key);
 // A child process with its stdout piped to us; ended by PID.
 class process {
 public:
-    process(const std::string& path, const std::vector<std::string>& args);
+    // With `with_stderr`, the child's stderr (wsdrain's log) comes through the same pipe.
+    process(const std::string& path, const std::vector<std::string>& args, bool with_stderr = false);
     ~process();
     int pid() const { return pid_; }
     std::string read_line(std::chrono::milliseconds timeout = std::chrono::seconds(10));
@@ -170,6 +172,20 @@ std::string source_path(const std::string& relative);
 
 // A loopback port that was free a moment ago (for processes that must be told a port).
 std::uint16_t free_port();
+
+// A folder of its own for a test, removed with everything in it at the end.
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir();
+    ~temp_dir();
+};
+
+// A self-signed certificate and its key (for localhost and 127.0.0.1, common name `cn`),
+// made with Debian's openssl in `dir`. Throws when openssl fails.
+struct certificate {
+    std::filesystem::path cert, key;
+};
+certificate make_certificate(const temp_dir& dir, const std::string& cn);
 
 // Resident memory of a process in KiB (VmRSS).
 long rss_kib(int pid);

@@ -1,16 +1,19 @@
 """A python3-websockets client: connects to URL, checks what was negotiated, echoes
 messages of every length class and closes cleanly. Prints one line per check; exits 1
-on the first failure.
+on the first failure. For wss:// URLs, --cafile FILE names the only trusted certificate.
 """
+import argparse
 import asyncio
+import ssl
 import sys
 
 import websockets
 
 
-async def main(url):
+async def main(url, cafile):
+    tls = ssl.create_default_context(cafile=cafile) if url.startswith("wss:") else None
     async with websockets.connect(url, compression="deflate", subprotocols=["py.echo"],
-                                  max_size=None) as ws:
+                                  max_size=None, ssl=tls) as ws:
         ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
         print(f"extensions: {ext}")
         print(f"subprotocol: {ws.subprotocol}")
@@ -34,4 +37,8 @@ async def main(url):
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1])))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--cafile")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.url, args.cafile)))

@@ -55,11 +55,12 @@ std::string dump(const proxy_config& c) {
     std::ostringstream out;
     out << "listen " << c.listen.to_string() << " threads " << c.threads << "\n";
     out << "tls " << (c.tls ? c.tls->cert + " " + c.tls->key : "off") << "\n";
-    out << "admin " << c.admin.listen.to_string() << " token '" << c.admin.token << "'\n";
+    out << "admin " << c.admin.listen.to_string() << " token '" << c.admin.token << "' remote "
+        << c.admin.allow_remote_without_token << "\n";
     for (const upstream_config& u : c.upstreams) {
         out << "upstream " << u.name;
         for (const address& endpoint : u.endpoints) out << " " << endpoint.to_string();
-        out << "\n";
+        out << " tls " << u.tls << " connect_timeout " << u.connect_timeout.count() << "\n";
     }
     for (const route_config& r : c.routes) {
         out << "route host '" << r.host << "' prefix '" << r.path_prefix << "' upstream " << r.upstream << "\n";
@@ -69,7 +70,8 @@ std::string dump(const proxy_config& c) {
         << d.close_timeout.count() << " " << d.close_code << " '" << d.close_reason << "'\n";
     const limits_config& l = c.limits;
     out << "limits " << l.max_sessions << " " << l.max_header_bytes << " " << l.header_timeout.count() << " "
-        << l.max_frame_bytes << "\n";
+        << l.max_frame_bytes << " " << l.max_sessions_per_client << " " << l.max_body_bytes << " "
+        << l.session_buffer_bytes << "\n";
     out << "keepalive " << c.keepalive.ping_interval.count() << " " << c.keepalive.timeout.count() << "\n";
     out << "log " << c.log.level << " " << (c.log.format == log_format::json ? "json" : "text") << "\n";
     return out.str();
@@ -128,10 +130,12 @@ TEST(config_load, every_key_overrides_its_default) {
         "listen: 127.0.0.1:18080",
         "threads: 4",
         "tls: { cert: /run/tls.crt, key: /run/tls.key }",
-        "admin: { listen: '[::1]:19901', token: s3cret }",
+        "admin: { listen: '[::1]:19901', token: s3cret, allow_remote_without_token: true }",
         "upstreams:",
         "  - name: chat",
         "    endpoints: [10.0.0.1:9000, backend.internal:9001]",
+        "    tls: true",
+        "    connect_timeout: 750ms",
         "  - name: api",
         "    endpoints: [10.0.0.2:80]",
         "routes:",
@@ -151,6 +155,9 @@ TEST(config_load, every_key_overrides_its_default) {
         "  max_header_bytes: 8192",
         "  header_timeout: 250ms",
         "  max_frame_bytes: 1048576",
+        "  max_sessions_per_client: 3",
+        "  max_body_bytes: 4096",
+        "  session_buffer_bytes: 8192",
         "keepalive: { ping_interval: 0, timeout: 1h }",
         "log: { level: debug, format: json }",
     }));
@@ -161,7 +168,12 @@ TEST(config_load, every_key_overrides_its_default) {
     EXPECT_EQ(c.tls->key, "/run/tls.key");
     EXPECT_EQ(c.admin.listen, (address{"::1", 19901}));
     EXPECT_EQ(c.admin.token, "s3cret");
+    EXPECT_TRUE(c.admin.allow_remote_without_token);
     ASSERT_EQ(c.upstreams.size(), 2u);
+    EXPECT_TRUE(c.upstreams[0].tls);
+    EXPECT_EQ(c.upstreams[0].connect_timeout, 750ms);
+    EXPECT_FALSE(c.upstreams[1].tls);
+    EXPECT_EQ(c.upstreams[1].connect_timeout, 5s);
     EXPECT_EQ(c.upstreams[0].name, "chat");
     EXPECT_EQ(c.upstreams[0].endpoints, (std::vector<address>{{"10.0.0.1", 9000}, {"backend.internal", 9001}}));
     EXPECT_EQ(c.upstreams[1].name, "api");
@@ -183,6 +195,9 @@ TEST(config_load, every_key_overrides_its_default) {
     EXPECT_EQ(c.limits.max_header_bytes, 8192u);
     EXPECT_EQ(c.limits.header_timeout, 250ms);
     EXPECT_EQ(c.limits.max_frame_bytes, 1048576u);
+    EXPECT_EQ(c.limits.max_sessions_per_client, 3u);
+    EXPECT_EQ(c.limits.max_body_bytes, 4096u);
+    EXPECT_EQ(c.limits.session_buffer_bytes, 8192u);
     EXPECT_EQ(c.keepalive.ping_interval, 0ms);
     EXPECT_EQ(c.keepalive.timeout, 1h);
     EXPECT_EQ(c.log.level, "debug");
@@ -273,6 +288,32 @@ TEST(config_problems, bad_address_is_reported_at_the_value) {
               (messages{"1:9: listen: expected HOST:PORT or [IPv6]:PORT, got '1.2.3.4'",
                         "2:18: admin.listen: expected HOST:PORT or [IPv6]:PORT, got 'host:70000'",
                         "5:33: upstreams[0].endpoints[1]: expected HOST:PORT or [IPv6]:PORT, got ':80'"}));
+}
+
+TEST(config_problems, admin_on_a_public_address_without_a_token_is_refused_unless_allowed) {
+    EXPECT_EQ(problems_of(lines({
+                  "admin:",
+                  "  listen: 0.0.0.0:9901",
+              })),
+              (messages{"2:11: admin.listen: 0.0.0.0:9901 is not a loopback address and admin.token is not set; set a "
+                        "token, or admin.allow_remote_without_token: true to expose the read-only endpoints without "
+                        "one"}));
+    EXPECT_EQ(problems_of("admin: { listen: 0.0.0.0:9901, token: t }\n"), messages{});
+    EXPECT_EQ(problems_of("admin: { listen: 0.0.0.0:9901, allow_remote_without_token: true }\n"), messages{});
+    EXPECT_EQ(problems_of("admin: { listen: '[::1]:9901' }\n"), messages{});
+    EXPECT_EQ(problems_of("admin: { listen: 127.0.0.2:9901 }\n"), messages{});
+    EXPECT_EQ(problems_of("admin: { listen: localhost:9901 }\n"), messages{});
+    EXPECT_EQ(problems_of("admin: { listen: 0.0.0.0:9901, allow_remote_without_token: yes }\n"),
+              (messages{"1:60: admin.allow_remote_without_token: expected true or false, got 'yes'"}));
+}
+
+TEST(config_problems, hardening_limits_are_checked) {
+    EXPECT_EQ(problems_of(lines({
+                  "upstreams: [{ name: app, endpoints: [127.0.0.1:9000], connect_timeout: 0 }]",
+                  "limits: { session_buffer_bytes: 512 }",
+              })),
+              (messages{"1:72: upstreams[0].connect_timeout: must be greater than 0",
+                        "2:33: limits.session_buffer_bytes: must be at least 1024, got 512"}));
 }
 
 TEST(config_problems, bad_duration_is_reported_at_the_value) {
