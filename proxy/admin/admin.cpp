@@ -2,6 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -138,10 +139,15 @@ bool authorized(const asio::ip::address& peer, std::string_view authorization, c
 }
 
 asio::awaitable<void> accept_loop(net::worker& w, tcp::acceptor& acceptor, const hooks& h) {
+    asio::steady_timer backoff{w.context()};
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        if (ec) continue;
+        if (ec) {  // out of descriptors: wait in the backlog rather than spin (see http::accept_loop)
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(use_tuple);
+            continue;
+        }
         asio::co_spawn(w.context(), serve(std::move(socket), h), asio::detached);
     }
 }

@@ -501,15 +501,25 @@ asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::
 
 asio::awaitable<void> accept_loop(net::worker& w, front_context& ctx, tcp::acceptor& acceptor) {
     asio::steady_timer backoff{w.context()};
+    bool paused = false;
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
         if (ec) {
-            // Out of descriptors (or a similar passing failure): pause instead of spinning.
-            log::warn("accept failed", {{"error", ec.message()}});
-            backoff.expires_after(std::chrono::milliseconds(100));
+            // Out of descriptors (or a similar passing failure): the connection waits in the
+            // kernel's backlog while this loop pauses, instead of spinning on the error.
+            if (!paused) {
+                log::warn("accept paused", {{"error", ec.message()}, {"retry_ms", accept_retry.count()}});
+                w.stats().accept_paused.add();
+                paused = true;
+            }
+            backoff.expires_after(accept_retry);
             co_await backoff.async_wait(use_tuple);
             continue;
+        }
+        if (paused) {
+            log::info("accept resumed");
+            paused = false;
         }
         asio::co_spawn(w.context(), serve_connection(w, ctx, std::move(socket)), asio::detached);
     }

@@ -26,6 +26,8 @@ using tcp = asio::ip::tcp;
 
 // How long any step of a plain request or response body may go without progress.
 inline constexpr std::chrono::seconds body_idle_timeout{60};
+// How long accepting pauses after an error such as running out of file descriptors.
+inline constexpr std::chrono::milliseconds accept_retry{100};
 
 // State every connection of every thread shares; read-mostly.
 struct front_context {

@@ -101,6 +101,11 @@ std::string registry::serialize(const drain_view& drain, const std::vector<endpo
     gauge_family("wsdrain_http_requests_in_flight", "Plain HTTP requests being proxied.",
                  sum([](auto& s) { return s.http_requests_in_flight.value(); }));
 
+    out.push_back(family("wsdrain_accept_paused_total",
+                         "Times accepting connections paused for a while, out of file descriptors or memory.",
+                         MetricType::Counter));
+    out.back().metric.push_back(sample(sum([](auto& s) { return s.accept_paused.value(); }), MetricType::Counter));
+
     // A counter family with one series per upstream and per value of an enum label.
     auto per_upstream = [&](const char* name, const char* help, const char* label, std::size_t values,
                             auto&& label_value, auto&& counter_of) {

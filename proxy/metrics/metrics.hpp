@@ -88,6 +88,7 @@ struct thread_shard {
     std::array<counter, direction_count> bytes;
     std::array<std::array<counter, drop_reason_count>, direction_count> frames_dropped;
     gauge http_requests_in_flight;
+    counter accept_paused;  // accepting paused on an error (out of file descriptors)
     // Sessions that ended while a drain was running: after a complete close handshake on
     // both legs (whoever began it), or otherwise. Read by GET /drain, not exported.
     counter drain_closed_clean;
