@@ -129,7 +129,17 @@ def main():
               bool(dashboards) and dashboards[0]["metadata"]["labels"].get("grafana_dashboard") == "1"
               and json.loads(dashboards[0]["data"]["wsdrain.json"]) == shipped)
 
-        # Values for every key of the config file (SPEC section 5; tls is not available yet).
+        tls = render({"wsdrain": {"tlsSecret": "wsdrain-tls"},
+                      "config": {"tls": {"cert": "/etc/wsdrain/tls/tls.crt", "key": "/etc/wsdrain/tls/tls.key"}}})
+        pod = by_kind(tls, "Deployment")[0]["spec"]["template"]["spec"]
+        wsdrain = [c for c in pod["containers"] if c["name"] == "wsdrain"][0]
+        check("helm: wsdrain.tlsSecret mounts the Secret where config.tls points",
+              {"name": "tls", "secret": {"secretName": "wsdrain-tls"}} in pod["volumes"]
+              and {"name": "tls", "mountPath": "/etc/wsdrain/tls", "readOnly": True} in wsdrain["volumeMounts"])
+        check("helm: without wsdrain.tlsSecret nothing is mounted",
+              all(v["name"] != "tls" for v in by_kind(classic, "Deployment")[0]["spec"]["template"]["spec"]["volumes"]))
+
+        # Values for every key of the config file (SPEC section 5; tls is commented out in both).
         def keys(d, prefix=""):
             out = set()
             for k, v in d.items():

@@ -68,6 +68,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
                   "--admin", "127.0.0.1:{{ include "wsdrain.adminPort" . }}"]
   volumeMounts:
     - {name: config, mountPath: /etc/wsdrain, readOnly: true}
+    {{- if .Values.wsdrain.tlsSecret }}
+    - {name: tls, mountPath: /etc/wsdrain/tls, readOnly: true}
+    {{- end }}
   securityContext: {{- toYaml .Values.securityContext | nindent 4 }}
   resources: {{- toYaml .Values.wsdrain.resources | nindent 4 }}
 {{- end -}}
