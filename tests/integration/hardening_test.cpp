@@ -163,6 +163,14 @@ std::uint16_t closed_port() {
     return port;
 }
 
+// Sanitizers keep freed memory in quarantine, so RSS says nothing about leaks there (ASan and
+// LeakSanitizer check those instead): memory is compared in the plain build only.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool rss_is_meaningful = false;
+#else
+constexpr bool rss_is_meaningful = true;
+#endif
+
 constexpr std::size_t max_frame = 65536;
 constexpr std::size_t max_body = 1000;
 constexpr int per_client = 3;
@@ -394,7 +402,7 @@ TEST_F(hostile, a_backend_that_stops_reading_stops_the_client_and_memory_stays_b
     const auto [sent, growth] = stalled_backend();
     // The socket buffers on the way hold a few MiB; the proxy holds at most one read of 16 KiB.
     EXPECT_LT(sent, 48u << 20) << "the client was not held back: it sent " << (sent >> 20) << " MiB";
-    EXPECT_LT(growth, 4 * 1024) << "proxy RSS grew " << growth << " KiB";
+    if (rss_is_meaningful) EXPECT_LT(growth, 4 * 1024) << "proxy RSS grew " << growth << " KiB";
 }
 
 TEST_F(hostile, after_the_whole_barrage_many_times_a_session_works_and_memory_is_where_it_was) {
@@ -427,7 +435,8 @@ TEST_F(hostile, after_the_whole_barrage_many_times_a_session_works_and_memory_is
     wait_no_sessions();  // every session of the barrage ended
     const long rss_end = rss_kib(px_->pid());
     std::printf("proxy RSS before the barrage %ld KiB, after %ld KiB\n", rss_start, rss_end);
-    EXPECT_LT(rss_end - rss_start, 4 * 1024) << "RSS from " << rss_start << " to " << rss_end << " KiB";
+    if (rss_is_meaningful)
+        EXPECT_LT(rss_end - rss_start, 4 * 1024) << "RSS from " << rss_start << " to " << rss_end << " KiB";
 }
 
 namespace {
