@@ -260,3 +260,23 @@ TEST(partial_drain, another_partial_drain_while_one_runs_or_during_a_full_drain_
     EXPECT_EQ(during.status, 409u);
     EXPECT_NE(during.body.find("draining"), std::string::npos) << during.body;
 }
+
+TEST(partial_drain, the_cli_starts_one_and_waits_for_it) {
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    client_pool clients{px.port(), 10};
+    ASSERT_TRUE(wait_for([&] { return app.sessions_open() == 10; }));
+    const std::string admin = "127.0.0.1:" + std::to_string(px.admin_port());
+    process cli{binary_path("wsdrain"),
+                {"drain", "--fraction", "0.5", "--spread", "500ms", "--wait", "--admin", admin}};
+    const std::string out = cli.read_all(10s);
+    EXPECT_EQ(cli.wait(5s), 0) << out;
+    EXPECT_NE(out.find("partial drain: done, 5 of 10 sessions chosen, 5 asked to close"), std::string::npos) << out;
+    EXPECT_TRUE(wait_for([&] { return closed(clients) == 5; }, 3s));
+    EXPECT_EQ(readyz(px.admin_port()), 200u);
+
+    process bad{binary_path("wsdrain"), {"drain", "--fraction", "2", "--admin", admin}};
+    EXPECT_EQ(bad.wait(5s), 2);
+    process lone{binary_path("wsdrain"), {"drain", "--spread", "1s", "--admin", admin}};
+    EXPECT_EQ(lone.wait(5s), 2) << "--spread alone is a mistake, not a full drain";
+}
