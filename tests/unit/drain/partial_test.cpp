@@ -14,7 +14,8 @@ namespace {
 
 std::uint64_t endpoint_total(const std::vector<std::vector<std::uint64_t>>& m, std::size_t e) {
     std::uint64_t n = 0;
-    for (const auto& row : m) n += row[e];
+    for (const auto& row : m)
+        n += row[e];
     return n;
 }
 
@@ -66,7 +67,8 @@ TEST(partial_drain, quotas_add_up_and_never_exceed_what_a_loop_holds) {
         const std::size_t loops = 1 + rng() % 6, endpoints = 1 + rng() % 5;
         std::vector<std::vector<std::uint64_t>> counts(loops, std::vector<std::uint64_t>(endpoints));
         for (auto& row : counts)
-            for (auto& n : row) n = rng() % 40;
+            for (auto& n : row)
+                n = rng() % 40;
         const double f = (1 + rng() % 1000) / 1000.0;
         const auto q = partial_quotas(counts, f);
         ASSERT_EQ(q.size(), loops);
@@ -111,5 +113,6 @@ TEST(partial_drain, closes_of_each_endpoint_are_interleaved_over_the_whole_seque
             << "endpoint " << e << " close " << seen[e];
         ++seen[e];
     }
-    for (std::size_t e = 0; e < picks.size(); ++e) EXPECT_EQ(seen[e], picks[e]);
+    for (std::size_t e = 0; e < picks.size(); ++e)
+        EXPECT_EQ(seen[e], picks[e]);
 }
