@@ -3,6 +3,7 @@
 #   scripts/deps.sh          build and run
 #   scripts/deps.sh --demo   also what the demo's instructions use (curl, a WebSocket client)
 #   scripts/deps.sh --test   also what the tests need
+#   scripts/deps.sh --bench  also what the soak benchmark needs (scripts/soak.sh)
 set -euo pipefail
 
 packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libspdlog-dev
@@ -11,6 +12,7 @@ case "${1:-}" in
   --demo) packages+=(curl python3 python3-websockets) ;;
   --test) packages+=(libgtest-dev openssl python3 python3-websockets python3-yaml chromium prometheus yamllint systemd
                     golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev debootstrap) ;;
+  --bench) packages+=(libgtest-dev python3 python3-websockets gnuplot-nox) ;;
 esac
 
 missing=()

@@ -13,6 +13,8 @@
 #include <optional>
 
 #include "admin/status_page.hpp"
+#include "config/config.hpp"
+#include "drain/partial.hpp"
 #include "log/log.hpp"
 
 namespace wsdrain::admin {
@@ -66,8 +68,13 @@ asio::awaitable<response> route(const bhttp::request<bhttp::string_body>& req, c
         const auto auth = req[bhttp::field::authorization];
         if (!authorized(peer, {auth.data(), auth.size()}, h.token))
             co_return text(bhttp::status::forbidden, "POST /drain needs a loopback peer or the admin bearer token\n");
-        if (!query.empty())
-            co_return text(bhttp::status::bad_request, "partial drains (fraction, spread) are not available yet\n");
+        if (!query.empty()) {
+            const partial_drain_request p = parse_partial_drain(query);
+            if (!p.error.empty()) co_return text(bhttp::status::bad_request, p.error + "\n");
+            const std::string refused = co_await h.start_partial_drain(p.fraction, p.spread);
+            if (!refused.empty()) co_return text(bhttp::status::conflict, refused + "\n");
+            co_return json(bhttp::status::accepted, h.drain_status());
+        }
         h.start_drain();
         co_return json(bhttp::status::accepted, h.drain_status());
     }
@@ -123,6 +130,41 @@ asio::awaitable<void> serve(tcp::socket socket, const hooks& h) {
 }
 
 }  // namespace
+
+partial_drain_request parse_partial_drain(std::string_view query) {
+    partial_drain_request r;
+    auto fail = [&r](std::string why) {
+        r.error = std::move(why);
+        return r;
+    };
+    bool have_fraction = false;
+    for (std::size_t pos = 0; pos <= query.size();) {
+        const std::size_t end = std::min(query.find('&', pos), query.size());
+        const std::string_view kv = query.substr(pos, end - pos);
+        pos = end + 1;
+        if (kv.empty()) continue;
+        const std::size_t eq = kv.find('=');
+        const std::string_view key = kv.substr(0, eq);
+        const std::string value{eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1)};
+        if (key == "fraction") {
+            if (have_fraction) return fail("fraction is given twice");
+            const auto f = drain::parse_fraction(value);
+            if (!f) return fail("fraction must be a decimal above 0 and at most 1, like 0.25 (got '" + value + "')");
+            r.fraction = *f;
+            have_fraction = true;
+        } else if (key == "spread") {
+            if (r.spread) return fail("spread is given twice");
+            const auto d = config::parse_duration(value);
+            if (!d) return fail("spread must be a duration like 5s, 500ms or 2m (got '" + value + "')");
+            r.spread = *d;
+        } else {
+            return fail("unknown parameter '" + std::string(key) + "': POST /drain takes fraction and spread");
+        }
+    }
+    if (!have_fraction)
+        return fail("a partial drain needs fraction=F (above 0, at most 1); POST /drain without parameters drains all");
+    return r;
+}
 
 bool authorized(const asio::ip::address& peer, std::string_view authorization, const std::string& token) {
     if (peer.is_loopback()) return true;

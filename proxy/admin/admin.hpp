@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string_view>
 #include <string>
 
@@ -23,9 +24,20 @@ struct hooks {
     std::function<bool()> ready;                // serving (not draining)
     std::function<std::string()> drain_status;  // the JSON of GET /drain
     std::function<void()> start_drain;          // POST /drain
+    // POST /drain?fraction=F&spread=D: "" once started, else why not (answered 409).
+    std::function<asio::awaitable<std::string>(double, std::optional<std::chrono::milliseconds>)> start_partial_drain;
     std::function<asio::awaitable<bool>(std::chrono::milliseconds)> wait_drained;  // true once drained
     std::string token;                          // admin.token; empty: loopback peers only
 };
+
+// The query of POST /drain?fraction=F&spread=D: F in (0, 1], D a duration (absent: the
+// configured drain.spread). `error` says what is wrong, for a 400.
+struct partial_drain_request {
+    double fraction = 0;
+    std::optional<std::chrono::milliseconds> spread;
+    std::string error;
+};
+partial_drain_request parse_partial_drain(std::string_view query);
 
 // May this peer call a mutating endpoint? Loopback peers always; others with the token.
 bool authorized(const asio::ip::address& peer, std::string_view authorization, const std::string& token);

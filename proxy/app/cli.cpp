@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "config/config.hpp"
+#include "drain/partial.hpp"
 
 namespace wsdrain::app {
 
@@ -79,10 +80,19 @@ std::string field(const std::string& json, std::string_view key) {
 
 double number(const std::string& json, std::string_view key) { return std::atof(field(json, key).c_str()); }
 
+// The "partial_drain" object of the status ("" when there is none).
+std::string partial_object(const std::string& json) {
+    const std::string needle = "\"partial_drain\":{";
+    const auto pos = json.find(needle);
+    if (pos == std::string::npos) return {};
+    return json.substr(pos + needle.size() - 1, json.find('}', pos) - pos - needle.size() + 2);
+}
+
 struct options {
     config::address admin{"127.0.0.1", 9901};
     bool wait = false;
     std::chrono::milliseconds timeout = 10min;
+    std::string fraction, spread;  // a partial drain, as given on the command line
 };
 
 std::optional<options> parse(const std::vector<std::string>& args, bool allow_wait, const char* command) {
@@ -113,12 +123,85 @@ std::optional<options> parse(const std::vector<std::string>& args, bool allow_wa
                 return std::nullopt;
             }
             o.timeout = *d;
+        } else if (allow_wait && name == "--fraction") {
+            const auto v = value();
+            if (!v || !drain::parse_fraction(*v)) {
+                std::cerr << "wsdrain " << command << ": --fraction needs a decimal above 0 and at most 1, like 0.25\n";
+                return std::nullopt;
+            }
+            o.fraction = *v;
+        } else if (allow_wait && name == "--spread") {
+            const auto v = value();
+            if (!v || !config::parse_duration(*v)) {
+                std::cerr << "wsdrain " << command << ": --spread needs a duration like 5s\n";
+                return std::nullopt;
+            }
+            o.spread = *v;
         } else {
             std::cerr << "wsdrain " << command << ": unknown option '" << a << "'\n";
             return std::nullopt;
         }
     }
+    if (!o.spread.empty() && o.fraction.empty()) {
+        std::cerr << "wsdrain " << command << ": --spread goes with --fraction (a full drain uses drain.spread)\n";
+        return std::nullopt;
+    }
     return o;
+}
+
+void print_partial(const std::string& p) {
+    std::printf("partial drain: %s, %llu of %llu sessions chosen, %llu asked to close, %llu closed cleanly, "
+                "%llu forced\n",
+                field(p, "state").c_str(), static_cast<unsigned long long>(number(p, "chosen")),
+                static_cast<unsigned long long>(number(p, "sessions_at_start")),
+                static_cast<unsigned long long>(number(p, "asked")),
+                static_cast<unsigned long long>(number(p, "closed_clean")),
+                static_cast<unsigned long long>(number(p, "closed_forced")));
+    std::fflush(stdout);
+}
+
+// `wsdrain drain --fraction F [--spread D] [--wait]`: closes that share of the sessions and
+// goes on serving; with --wait, until every chosen session has been asked to close.
+int partial_drain_command(const options& o) {
+    std::string error;
+    std::string target = "/drain?fraction=" + o.fraction;
+    if (!o.spread.empty()) target += "&spread=" + o.spread;
+    const auto started = call(o.admin, bhttp::verb::post, target, 30s, &error);
+    if (!started) {
+        std::cerr << "wsdrain drain: cannot reach the admin API at " << o.admin.to_string() << ": " << error << "\n";
+        return 1;
+    }
+    if (started->status != 202) {
+        std::cerr << "wsdrain drain: the admin API answered " << started->status << ": " << started->body;
+        return 1;
+    }
+    std::string p = partial_object(started->body);
+    if (!o.wait) {
+        std::printf("partial drain started: fraction %g over %g s, %llu of %llu sessions chosen\n",
+                    number(p, "fraction"), number(p, "spread_seconds"),
+                    static_cast<unsigned long long>(number(p, "chosen")),
+                    static_cast<unsigned long long>(number(p, "sessions_at_start")));
+        return 0;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+    auto last_line = std::chrono::steady_clock::now() - 1h;
+    for (;;) {
+        const auto now = std::chrono::steady_clock::now();
+        if (auto r = call(o.admin, bhttp::verb::get, "/drain", 5s, &error); r && r->status == 200)
+            if (auto q = partial_object(r->body); !q.empty()) p = q;
+        const bool done = field(p, "state") != "closing";
+        if (done || now - last_line >= 1s) {
+            print_partial(p);
+            last_line = now;
+        }
+        if (done) return 0;
+        if (now >= deadline) {
+            std::cerr << "wsdrain drain: the partial drain did not end within "
+                      << std::chrono::duration<double>(o.timeout).count() << " s\n";
+            return 1;
+        }
+        std::this_thread::sleep_for(250ms);
+    }
 }
 
 void print_bar(const std::string& json, bool final) {
@@ -149,6 +232,7 @@ void print_line(const std::string& json) {
 int drain_command(const std::vector<std::string>& args) {
     const auto o = parse(args, true, "drain");
     if (!o) return 2;
+    if (!o->fraction.empty()) return partial_drain_command(*o);
     std::string error;
     const auto started = call(o->admin, bhttp::verb::post, "/drain", 10s, &error);
     if (!started) {
@@ -212,6 +296,7 @@ int status_command(const std::vector<std::string>& args) {
                     static_cast<unsigned long long>(number(j, "closed_forced")));
         std::printf("progress: %d%%\n", static_cast<int>(number(j, "progress") * 100 + 0.5));
     }
+    if (const std::string p = partial_object(j); !p.empty()) print_partial(p);
     return 0;
 }
 

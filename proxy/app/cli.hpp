@@ -1,6 +1,7 @@
 #pragma once
 // The subcommands that talk to a running wsdrain through its admin API (SPEC section 4):
 //   wsdrain drain [--admin ADDR] [--wait] [--timeout DURATION]
+//   wsdrain drain --fraction F [--spread DURATION] [--admin ADDR] [--wait] [--timeout DURATION]
 //   wsdrain status [--admin ADDR]
 // A bearer token, when the admin listener needs one, comes from WSDRAIN_ADMIN_TOKEN.
 

@@ -2,6 +2,11 @@
 // The thin Asio shell around drain::controller: it feeds the controller time and events and
 // carries out its actions on the event loops. It lives on loop 0 (with the admin listener);
 // each loop paces the Close frames of its own sessions on its own timer.
+//
+// It also runs partial drains (SPEC section 8): a share of the sessions, chosen evenly across
+// endpoints (drain/partial.hpp), closed with the same pacer and handshake while the proxy goes
+// on serving. A full drain that begins closing takes over the sessions a partial one has not
+// asked yet.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -10,6 +15,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +40,10 @@ public:
     void start_from_signal();
     // Loop 0 only.
     void start(drain::trigger how);
+    // Starts a partial drain: `fraction` of the sessions (0 < fraction <= 1) closed over
+    // `spread` (drain.spread when absent). Returns once the sessions are chosen: "" when it
+    // started, else why it cannot (a drain or another partial drain is under way).
+    asio::awaitable<std::string> start_partial(double fraction, std::optional<std::chrono::milliseconds> spread);
     std::string status_json() const;
     metrics::drain_view view() const;
     asio::awaitable<bool> wait_drained(std::chrono::milliseconds timeout);
@@ -45,18 +55,48 @@ public:
     std::function<void()> on_exit;
 
 private:
-    struct loop_state {  // touched only on its own loop's thread
+    // One paced series of drain closes on one loop, the full drain's or a partial one's: the
+    // sessions at the front of `from` are asked to close as the pacer makes them due.
+    struct closing_run {  // touched only on its own loop's thread, but for the two atomics
         drain::pacer pacer;
         std::uint64_t issued = 0;
+        net::session_list* from = nullptr;
         std::unique_ptr<asio::steady_timer> timer;
+        std::atomic<std::uint64_t> asked{0};  // `issued`, for the status on loop 0
+        std::atomic<bool> running{false};
+    };
+    struct loop_state {
+        closing_run full, partial;
+    };
+    // The partial drain under way or last run. Loop 0 only.
+    struct partial_drain {
+        double fraction = 0;
+        std::chrono::milliseconds spread{0};
+        std::chrono::system_clock::time_point started_wall{};
+        std::uint64_t sessions_at_start = 0;
+        std::uint64_t chosen = 0;
+        std::uint64_t clean_before = 0, forced_before = 0;  // partial_closed_* at its start
+        bool selecting = true;    // sessions being counted and chosen on the loops
+        bool superseded = false;  // a full drain took over its sessions
+    };
+    struct endpoint_count {
+        const routing::endpoint* endpoint;
+        std::uint64_t sessions;
     };
 
     void apply(const drain::actions& a);
     void tick();
     void schedule_tick();
     void begin_closing(std::size_t loop, drain::clock::time_point t0);
-    void pace(std::size_t loop);
+    void pace(std::size_t loop, closing_run& run);
     void force(std::size_t loop);
+    asio::awaitable<std::vector<endpoint_count>> count_sessions(std::size_t loop);
+    asio::awaitable<std::uint64_t> choose_sessions(std::size_t loop, std::vector<endpoint_count> quota,
+                                                   drain::clock::time_point t0, std::chrono::milliseconds spread);
+    bool partial_running() const;
+    std::uint64_t partial_asked() const;
+    std::pair<std::uint64_t, std::uint64_t> partial_closed_counts() const;  // clean, forced
+    std::string partial_json() const;
     void post_to_all(const std::function<void(std::size_t)>& f);
 
     std::uint64_t sessions_open() const;
@@ -70,6 +110,7 @@ private:
     std::vector<loop_state> loops_;
     asio::steady_timer tick_timer_;
     std::vector<asio::steady_timer*> waiters_;
+    std::optional<partial_drain> partial_;
     std::chrono::system_clock::time_point started_wall_{};
     std::atomic<bool> ready_{true};
 };

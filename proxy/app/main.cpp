@@ -32,6 +32,10 @@ Usage:
   wsdrain drain [--admin ADDR] [--wait] [--timeout DURATION]
       Start a drain through the admin API; with --wait show progress and exit 0 once
       drained, 1 on timeout (default 10m). Meant as a Kubernetes preStop hook.
+  wsdrain drain --fraction F [--spread DURATION] [--admin ADDR] [--wait]
+      A partial drain: close that share of the sessions (0 < F <= 1, evenly across
+      endpoints) over DURATION (default drain.spread), then go on serving; with --wait
+      until every chosen session has been asked to close.
   wsdrain status [--admin ADDR]
       The drain status in words.
   wsdrain --version

@@ -51,6 +51,9 @@ server::server(config::proxy_config cfg) : config_(std::move(cfg)), router_(conf
     admin_hooks_.ready = [this] { return drain_->ready(); };
     admin_hooks_.drain_status = [this] { return drain_->status_json(); };
     admin_hooks_.start_drain = [this] { drain_->start(drain::trigger::admin); };
+    admin_hooks_.start_partial_drain = [this](double fraction, std::optional<std::chrono::milliseconds> spread) {
+        return drain_->start_partial(fraction, spread);
+    };
     admin_hooks_.wait_drained = [this](std::chrono::milliseconds t) { return drain_->wait_drained(t); };
     admin_hooks_.token = config_.admin.token;
 }

@@ -93,6 +93,9 @@ struct thread_shard {
     // both legs (whoever began it), or otherwise. Read by GET /drain, not exported.
     counter drain_closed_clean;
     counter drain_closed_forced;
+    // Sessions a partial drain asked to close that ended while serving, the same two ways.
+    counter partial_closed_clean;
+    counter partial_closed_forced;
     histogram<close_handshake_bounds.size()> close_handshake{close_handshake_bounds};
     std::vector<upstream_shard> upstreams;
 };

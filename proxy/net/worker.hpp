@@ -11,6 +11,10 @@
 
 #include "metrics/metrics.hpp"
 
+namespace wsdrain::routing {
+class endpoint;
+}  // namespace wsdrain::routing
+
 namespace wsdrain::net {
 
 namespace asio = boost::asio;
@@ -26,6 +30,9 @@ public:
     virtual void drain_close(std::uint16_t code, const std::string& reason) = 0;
     // Ends at once: a Close frame where a socket takes it now, then FIN.
     virtual void force_close() = 0;
+    // The backend endpoint a WebSocket session is relayed to (a partial drain chooses evenly
+    // across them); nullptr for an HTTP connection.
+    virtual const routing::endpoint* upstream_endpoint() const { return nullptr; }
 };
 
 using session_list = boost::intrusive::list<session_link, boost::intrusive::constant_time_size<false>>;
@@ -43,7 +50,10 @@ public:
     metrics::thread_shard& stats() { return stats_; }
     // WebSocket sessions not yet asked to close, oldest first.
     session_list& sessions() { return sessions_; }
-    // WebSocket sessions asked to close by a drain.
+    // WebSocket sessions a partial drain has chosen and not yet asked to close, in the order
+    // it will ask them.
+    session_list& chosen() { return chosen_; }
+    // WebSocket sessions asked to close by a drain (full or partial).
     session_list& closing() { return closing_; }
     // Client HTTP connections that have not become sessions.
     session_list& connections() { return connections_; }
@@ -73,6 +83,7 @@ private:
     asio::io_context context_{1};
     metrics::thread_shard& stats_;
     session_list sessions_;
+    session_list chosen_;
     session_list closing_;
     session_list connections_;
     bool draining_ = false;

@@ -630,6 +630,7 @@ void tunnel::finish() {
     up.session_duration.observe(duration);
     if (clean) stats.close_handshake.observe(std::chrono::duration<double>(now - close_started_).count());
     if (worker_.draining()) (clean ? stats.drain_closed_clean : stats.drain_closed_forced).add();
+    else if (drained_) (clean ? stats.partial_closed_clean : stats.partial_closed_forced).add();
     params_.endpoint->session_closed();
     if (params_.session_count) params_.session_count->fetch_sub(1, std::memory_order_relaxed);
     if (params_.per_client) params_.per_client->release(params_.client_ip);

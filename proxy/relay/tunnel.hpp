@@ -68,6 +68,7 @@ public:
 
     void drain_close(std::uint16_t code, const std::string& reason) override;
     void force_close() override;
+    const routing::endpoint* upstream_endpoint() const override { return params_.endpoint; }
 
     // How long a drain Close waits for the message in flight to the client to end.
     static constexpr std::chrono::seconds message_boundary_wait{1};

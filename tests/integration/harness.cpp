@@ -1,6 +1,7 @@
 #include "harness.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
@@ -160,6 +161,10 @@ struct client_pool::client : std::enable_shared_from_this<client_pool::client> {
     void read() {
         buffer.clear();
         ws.async_read(buffer, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            if (!ec) {
+                std::lock_guard lock(self->pool.mutex_);
+                ++self->r.messages;
+            }
             if (!ec) return self->read();
             self->finish(ec);
         });
@@ -175,6 +180,7 @@ struct client_pool::client : std::enable_shared_from_this<client_pool::client> {
     void finish(beast::error_code ec) {
         if (done) return;
         done = true;
+        std::lock_guard lock(pool.mutex_);
         r.closed_at = std::chrono::steady_clock::now();
         if (ec == websocket::error::closed) {
             r.code = static_cast<std::uint16_t>(ws.reason().code);
@@ -182,17 +188,16 @@ struct client_pool::client : std::enable_shared_from_this<client_pool::client> {
         } else {
             r.code = 1006;
         }
-        std::lock_guard lock(pool.mutex_);
         ++pool.closed_;
     }
 };
 
-client_pool::client_pool(std::uint16_t port, int count, bool stream_sequence) {
+client_pool::client_pool(std::uint16_t port, int count, bool stream_sequence, const std::string& target) {
     for (int i = 0; i < count; ++i) {
         auto c = std::make_shared<client>(*this, context_);
         c->stream = stream_sequence;
         c->ws.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
-        c->ws.handshake("127.0.0.1:" + std::to_string(port), "/");
+        c->ws.handshake("127.0.0.1:" + std::to_string(port), target);
         c->ws.write(asio::buffer("ID " + std::to_string(i)));
         clients_.push_back(c);
     }
@@ -206,6 +211,16 @@ client_pool::client_pool(std::uint16_t port, int count, bool stream_sequence) {
 client_pool::~client_pool() {
     context_.stop();
     if (thread_.joinable()) thread_.join();
+}
+
+void client_pool::send_to_open(const std::string& text) {
+    asio::post(context_, [this, text] {
+        for (auto& c : clients_) {
+            if (c->done || c->stream) continue;
+            auto message = std::make_shared<std::string>(text);
+            c->ws.async_write(asio::buffer(*message), [c, message](beast::error_code, std::size_t) {});
+        }
+    });
 }
 
 bool client_pool::wait_closed(std::chrono::milliseconds timeout) {

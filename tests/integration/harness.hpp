@@ -76,7 +76,8 @@ private:
 
 // Many WebSocket clients on one thread of their own. Each reads until the proxy's Close
 // (Beast answers it), optionally streaming "SEQ n" messages as fast as it can, and records
-// how and when its session ended. The first message of client k is "ID k".
+// how and when its session ended and how many messages it received. The first message of
+// client k is "ID k".
 class client_pool {
 public:
     struct result {
@@ -84,9 +85,13 @@ public:
         std::string reason;
         std::chrono::steady_clock::time_point closed_at{};
         std::uint64_t last_sequence_sent = 0;  // the last SEQ whose write completed
+        std::uint64_t messages = 0;            // messages received
+        bool open() const { return code == 0; }
     };
 
-    client_pool(std::uint16_t port, int count, bool stream_sequence = false);
+    client_pool(std::uint16_t port, int count, bool stream_sequence = false, const std::string& target = "/");
+    // Sends `text` on every session still open (not with stream_sequence).
+    void send_to_open(const std::string& text);
     ~client_pool();
     // Waits (bounded) until every session has ended.
     bool wait_closed(std::chrono::milliseconds timeout);
