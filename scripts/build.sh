@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Configures (once) and builds wsdrain into build/ with Ninja.
+# Configures and builds wsdrain into build/ with Ninja. Extra arguments go to cmake, e.g.
+# -DWSDRAIN_BUILD_TESTS=OFF (the demo: no GoogleTest needed). Configuring again is cheap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ ! -f build/build.ninja ]]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
-fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" > /dev/null
 cmake --build build

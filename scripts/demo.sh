@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh --demo
-scripts/build.sh
+scripts/build.sh -DWSDRAIN_BUILD_TESTS=OFF  # the demo needs no test framework
 
 pids=()
 cleanup() {

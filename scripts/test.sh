@@ -19,7 +19,7 @@ sanitized_build() {  # build folder, build type, flags
   cmake --build "$1"
 }
 
-scripts/build.sh
+scripts/build.sh -DWSDRAIN_BUILD_TESTS=ON
 echo "== tests"
 run_suite build
 [[ "${1:-}" == "--quick" ]] && exit 0

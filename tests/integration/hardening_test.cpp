@@ -402,7 +402,9 @@ TEST_F(hostile, a_backend_that_stops_reading_stops_the_client_and_memory_stays_b
     const auto [sent, growth] = stalled_backend();
     // The socket buffers on the way hold a few MiB; the proxy holds at most one read of 16 KiB.
     EXPECT_LT(sent, 48u << 20) << "the client was not held back: it sent " << (sent >> 20) << " MiB";
-    if (rss_is_meaningful) EXPECT_LT(growth, 4 * 1024) << "proxy RSS grew " << growth << " KiB";
+    if (rss_is_meaningful) {
+        EXPECT_LT(growth, 4 * 1024) << "proxy RSS grew " << growth << " KiB";
+    }
 }
 
 TEST_F(hostile, after_the_whole_barrage_many_times_a_session_works_and_memory_is_where_it_was) {
@@ -435,8 +437,9 @@ TEST_F(hostile, after_the_whole_barrage_many_times_a_session_works_and_memory_is
     wait_no_sessions();  // every session of the barrage ended
     const long rss_end = rss_kib(px_->pid());
     std::printf("proxy RSS before the barrage %ld KiB, after %ld KiB\n", rss_start, rss_end);
-    if (rss_is_meaningful)
+    if (rss_is_meaningful) {
         EXPECT_LT(rss_end - rss_start, 4 * 1024) << "RSS from " << rss_start << " to " << rss_end << " KiB";
+    }
 }
 
 namespace {
