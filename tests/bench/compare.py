@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""wsdrain against nginx and HAProxy, side by side, in one run (issue 6). Not a test.
+
+Each proxy runs with one worker thread pinned to CPU 0; the load generator and the echo
+backend run on CPU 1. For each scenario and proxy the proxy's CPU time is read from
+/proc/PID/stat before and after, its memory from /proc/PID/status. Every scenario runs
+against: direct (no proxy), nginx, HAProxy in http mode, HAProxy in tcp mode (the byte-relay
+floor) and wsdrain, in an order that rotates from run to run.
+
+  tests/bench/compare.py --build build [--runs 5] [--seconds 10] [--out FILE.json]
+
+Prints a table of figures and of wsdrain's ratio to the better of nginx and HAProxy http.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+PEERS = ["nginx", "haproxy_http", "haproxy_tcp", "wsdrain"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def ensure_packages():
+    missing = [p for p, b in (("nginx", "/usr/sbin/nginx"), ("haproxy", "/usr/sbin/haproxy")) if not os.path.exists(b)]
+    if missing:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+class Proxy:
+    """One proxy process, pinned to CPU 0, listening on self.port, relaying to the backend."""
+
+    def __init__(self, kind, backend_port, build, work):
+        self.kind, self.port = kind, free_port()
+        d = os.path.join(work, kind)
+        os.makedirs(d, exist_ok=True)
+        pin = ["taskset", "-c", "0"]
+        if kind == "nginx":
+            conf = os.path.join(d, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(f"""daemon off; master_process off; worker_processes 1; worker_rlimit_nofile 20000;
+pid {d}/nginx.pid; error_log stderr error;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
+  upstream app {{ server 127.0.0.1:{backend_port}; }}
+  server {{
+    listen 127.0.0.1:{self.port};
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 1h; proxy_send_timeout 1h;
+    }}
+  }}
+}}
+""")
+            cmd = pin + ["/usr/sbin/nginx", "-p", d, "-c", conf, "-e", "stderr"]
+        elif kind.startswith("haproxy"):
+            mode = "http" if kind == "haproxy_http" else "tcp"
+            conf = os.path.join(d, "haproxy.cfg")
+            with open(conf, "w") as f:
+                f.write(f"""global
+  nbthread 1
+  maxconn 9500
+defaults
+  mode {mode}
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+frontend fe
+  bind 127.0.0.1:{self.port}
+  default_backend be
+backend be
+  server s1 127.0.0.1:{backend_port}
+""")
+            cmd = pin + ["/usr/sbin/haproxy", "-db", "-f", conf]
+        else:
+            conf = os.path.join(d, "wsdrain.yaml")
+            with open(conf, "w") as f:
+                f.write(f"""listen: 127.0.0.1:{self.port}
+threads: 1
+admin: {{listen: 127.0.0.1:{free_port()}}}
+upstreams: [{{name: app, endpoints: [127.0.0.1:{backend_port}]}}]
+log: {{level: warn}}
+""")
+            cmd = pin + [os.path.join(build, "proxy/app/wsdrain"), "--config", conf]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr"), "w"))
+        wait_port(self.port)
+
+    @property
+    def pid(self):
+        return self.process.pid  # taskset execs the proxy: same PID
+
+    def stop(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+def loadgen(build, mode, port, **kw):
+    cmd = ["taskset", "-c", "1", os.path.join(build, "tests/bench/wsdrain_loadgen"), mode, "--port", str(port)]
+    for k, v in kw.items():
+        cmd += [f"--{k}", str(v)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if out.returncode != 0 or result.get("error") or result.get("errors"):
+        raise RuntimeError(f"loadgen {mode} failed: {out.stdout} {out.stderr}")
+    return result
+
+
+def measure(build, proxy, port, seconds):
+    """Every scenario against `port`; proxy CPU and memory figures when a proxy is given."""
+    figures = {}
+
+    def cpu_during(run):
+        before = cpu_seconds(proxy.pid) if proxy else 0
+        result = run()
+        return result, (cpu_seconds(proxy.pid) - before) if proxy else None
+
+    r, cpu = cpu_during(lambda: loadgen(build, "pingpong", port, sessions=100, size=64, seconds=seconds))
+    figures["pingpong_64B_msgs_per_s"] = r["messages_per_second"]
+    if proxy:
+        figures["pingpong_64B_cpu_us_per_msg"] = cpu / r["messages"] * 1e6
+
+    r, cpu = cpu_during(lambda: loadgen(build, "stream", port, sessions=100, size=1024, inflight=16, seconds=seconds))
+    figures["stream_1KiB_msgs_per_s"] = r["messages_per_second"]
+    if proxy:
+        figures["stream_1KiB_cpu_us_per_msg"] = cpu / r["messages"] * 1e6
+
+    r, cpu = cpu_during(lambda: loadgen(build, "upgrades", port, sessions=10, seconds=seconds))
+    figures["upgrades_per_s"] = r["upgrades"] / r["seconds"]
+    if proxy:
+        figures["upgrade_cpu_us"] = cpu / r["upgrades"] * 1e6
+
+    r = loadgen(build, "latency", port, sessions=1000, rate=20000, size=64, seconds=seconds, sources=4)
+    figures["latency_p50_us"], figures["latency_p99_us"] = r["p50_us"], r["p99_us"]
+
+    if proxy:  # memory per idle session: RSS delta over 9,000 open sessions
+        time.sleep(1)
+        before = rss_kib(proxy.pid)
+        idle = subprocess.Popen(["taskset", "-c", "1", os.path.join(build, "tests/bench/wsdrain_loadgen"), "idle",
+                                 "--port", str(port), "--sessions", "9000", "--sources", "8"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = json.loads(idle.stdout.readline())
+        if line.get("open") != 9000:
+            raise RuntimeError(f"idle sessions: {line}")
+        time.sleep(2)
+        figures["idle_kib_per_session"] = (rss_kib(proxy.pid) - before) / 9000
+        idle.stdin.close()
+        idle.wait()
+    return figures
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    ensure_packages()
+    work = tempfile.mkdtemp(prefix="wsdrain-bench-")
+    backend = subprocess.Popen(["taskset", "-c", "1", os.path.join(build, "tests/tools/demo_backend")],
+                               stdout=subprocess.PIPE, text=True)
+    backend_port = int(backend.stdout.readline().split()[-1])
+    runs = []
+    try:
+        for run in range(args.runs):
+            order = ["direct"] + PEERS
+            shift = run % len(order)
+            order = order[shift:] + order[:shift]
+            results = {}
+            for kind in order:
+                print(f"run {run + 1}/{args.runs}: {kind}", file=sys.stderr, flush=True)
+                if kind == "direct":
+                    results[kind] = measure(build, None, backend_port, args.seconds)
+                    continue
+                proxy = Proxy(kind, backend_port, build, work)
+                try:
+                    results[kind] = measure(build, proxy, proxy.port, args.seconds)
+                finally:
+                    proxy.stop()
+            runs.append(results)
+    finally:
+        backend.send_signal(signal.SIGTERM)
+        backend.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    # Medians over the runs.
+    median = {k: {f: statistics.median(r[k][f] for r in runs) for f in runs[0][k]} for k in runs[0]}
+    report = {"machine": os.uname().machine, "cpus": os.cpu_count(), "runs": runs, "median": median,
+              "seconds": args.seconds}
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+
+    rows = [("CPU per echoed 64 B message (µs), 100 sessions ping-pong", "pingpong_64B_cpu_us_per_msg", min),
+            ("CPU per echoed 1 KiB message (µs), 100 sessions x 16 in flight", "stream_1KiB_cpu_us_per_msg", min),
+            ("memory per idle session (KiB), 9,000 sessions", "idle_kib_per_session", min),
+            ("CPU per upgrade (µs)", "upgrade_cpu_us", min),
+            ("p50 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p50_us", min),
+            ("p99 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p99_us", min)]
+    print("| figure | direct | nginx | HAProxy http | HAProxy tcp | wsdrain | wsdrain / best of nginx, HAProxy http |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for title, key, better in rows:
+        cells = [median[k].get(key) for k in ["direct"] + PEERS]
+        best_peer = better(v for v in (median["nginx"].get(key), median["haproxy_http"].get(key)) if v is not None)
+        ratio = median["wsdrain"][key] / best_peer if best_peer else float("nan")
+        fmt = lambda v: "–" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+        print(f"| {title} | " + " | ".join(fmt(c) for c in cells) + f" | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
