@@ -7,6 +7,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include <array>
 #include <memory>
 
 namespace wsdrain::net {
@@ -57,12 +58,46 @@ public:
         return {plain_.release_socket(), nullptr};
     }
 
+    // A move-only void(error_code, std::size_t), type-erased. The composed operations of Beast
+    // call these with handlers of many types; erasing them here means the TLS machinery is
+    // compiled once (in stream.cpp), not once per Beast operation, at the cost of one small
+    // allocation per HTTP read or write step (never per WebSocket frame: tunnels do not use this).
+    class io_handler {
+    public:
+        template <class H>
+        explicit io_handler(H&& h) : impl_(std::make_unique<holder<std::decay_t<H>>>(std::forward<H>(h))) {}
+        void operator()(boost::system::error_code ec, std::size_t n) {
+            const std::unique_ptr<base> impl = std::move(impl_);
+            impl->call(ec, n);
+        }
+
+    private:
+        struct base {
+            virtual ~base() = default;
+            virtual void call(boost::system::error_code, std::size_t) = 0;
+        };
+        template <class H>
+        struct holder final : base {
+            explicit holder(H&& x) : h(std::move(x)) {}
+            void call(boost::system::error_code ec, std::size_t n) override { std::move(h)(ec, n); }
+            H h;
+        };
+        std::unique_ptr<base> impl_;
+    };
+    static constexpr std::size_t max_write_buffers = 16;
+    using write_buffers = std::array<asio::const_buffer, max_write_buffers>;
+
     template <class MutableBuffers, class Token>
     auto async_read_some(const MutableBuffers& buffers, Token&& token) {
         return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const MutableBuffers& b) {
-                if (tls_) tls_->async_read_some(b, std::move(handler));
-                else plain_.async_read_some(b, std::move(handler));
+                asio::mutable_buffer first;  // read_some may fill less than offered: the first one will do
+                for (auto it = asio::buffer_sequence_begin(b); it != asio::buffer_sequence_end(b); ++it) {
+                    if (asio::mutable_buffer(*it).size() == 0) continue;
+                    first = *it;
+                    break;
+                }
+                start_read(first, io_handler(std::move(handler)));
             },
             token, buffers);
     }
@@ -71,13 +106,20 @@ public:
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
         return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const ConstBuffers& b) {
-                if (tls_) tls_->async_write_some(b, std::move(handler));
-                else plain_.async_write_some(b, std::move(handler));
+                write_buffers gathered{};  // write_some may take less than offered: the first 16 will do
+                std::size_t n = 0;
+                for (auto it = asio::buffer_sequence_begin(b); it != asio::buffer_sequence_end(b) && n < gathered.size();
+                     ++it)
+                    gathered[n++] = *it;
+                start_write(gathered, io_handler(std::move(handler)));
             },
             token, buffers);
     }
 
 private:
+    void start_read(asio::mutable_buffer b, io_handler h);
+    void start_write(const write_buffers& b, io_handler h);
+
     beast::tcp_stream plain_;  // without a socket once wrapped in TLS
     std::unique_ptr<tls_stream> tls_;
 };
