@@ -1,6 +1,11 @@
 #include "http/forwarding.hpp"
 
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+
 #include <gtest/gtest.h>
+
+#include <string_view>
 
 using namespace wsdrain::http;
 namespace bhttp = boost::beast::http;
@@ -74,6 +79,22 @@ TEST(forwarding, keeps_chunked_framing_of_a_plain_request) {
     EXPECT_EQ(req[bhttp::field::transfer_encoding], "chunked");
     EXPECT_EQ(req["X-Forwarded-Proto"], "https");
     EXPECT_EQ(req.count(bhttp::field::upgrade), 0u);
+}
+
+TEST(forwarding, keeps_chunked_framing_given_on_several_transfer_encoding_lines) {
+    // Beast's parser frames this body as chunked. Forwarded without "Transfer-Encoding: chunked",
+    // the backend would take the body for its next request (found by tests/fuzz/fuzz_http_request).
+    const std::string_view head = "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n";
+    bhttp::request_parser<bhttp::empty_body> parser;
+    boost::system::error_code ec;
+    parser.put(boost::asio::buffer(head.data(), head.size()), ec);
+    ASSERT_TRUE(parser.is_header_done()) << ec.message();
+    ASSERT_TRUE(parser.chunked());
+    request_header req = parser.get().base();
+    prepare_upstream_request(req, {"127.0.0.1", false}, false);
+    EXPECT_EQ(req.count(bhttp::field::transfer_encoding), 1u);
+    EXPECT_EQ(req[bhttp::field::transfer_encoding], "chunked");
 }
 
 TEST(forwarding, knows_which_rsv_bits_the_negotiated_extensions_use) {
