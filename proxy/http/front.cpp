@@ -75,7 +75,9 @@ asio::awaitable<error_code> relay_body(beast::tcp_stream& in, beast::flat_buffer
             if (ec == bhttp::error::need_buffer) ec = {};
             if (ec) co_return ec;
             body.size = chunk.size() - body.size;
-            body.data = chunk.data();
+            // An empty piece (the end of an empty chunked body) goes as no data: the serializer
+            // would write it as a chunk of size 0, which is a last chunk of its own.
+            body.data = body.size > 0 ? chunk.data() : nullptr;
             body.more = !parser.is_done();
         } else {
             body.data = nullptr;
