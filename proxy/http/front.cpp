@@ -171,6 +171,8 @@ asio::awaitable<void> connection::run() {
         }
         if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;  // closed by a drain
         if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
+        // Beast holds the request line and the fields to header_limit each; `n` is the whole header.
+        if (!ec && n > limits.max_header_bytes) ec = bhttp::error::header_limit;
         if (ec == bhttp::error::header_limit) {
             co_await send_error(client_, {bhttp::status::request_header_fields_too_large,
                                           "request header over limits.max_header_bytes"}, 11, false);
