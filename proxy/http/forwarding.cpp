@@ -59,8 +59,10 @@ std::optional<rejection> check_websocket_request(const request_header& req) {
 
 void strip_hop_by_hop(bhttp::fields& fields) {
     std::vector<std::string> named;
-    for (const auto& t : bhttp::token_list{fields[bhttp::field::connection]}) named.emplace_back(t);
-    for (const auto& n : named) fields.erase(n);
+    for (auto [line, end] = fields.equal_range(bhttp::field::connection); line != end; ++line)
+        for (const auto& t : bhttp::token_list{line->value()}) named.emplace_back(t);
+    for (const auto& n : named)
+        if (!iequals(n, "host") && !iequals(n, "content-length")) fields.erase(n);
     for (auto f : {bhttp::field::connection, bhttp::field::keep_alive, bhttp::field::proxy_connection,
                    bhttp::field::te, bhttp::field::transfer_encoding, bhttp::field::upgrade})
         fields.erase(f);

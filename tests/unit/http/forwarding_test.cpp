@@ -58,6 +58,23 @@ TEST(forwarding, strips_hop_by_hop_headers_and_those_connection_names) {
     EXPECT_EQ(req["X-Kept"], "yes");
 }
 
+TEST(forwarding, keeps_host_and_content_length_even_when_connection_names_them) {
+    // Without Content-Length the backend would read this body as its next request (found with
+    // tests/fuzz/fuzz_http_request).
+    request_header req;
+    req.method(bhttp::verb::post);
+    req.set(bhttp::field::host, "example.com");
+    req.set(bhttp::field::connection, "keep-alive, Content-Length");
+    req.insert(bhttp::field::connection, "Host, X-Secret");
+    req.set(bhttp::field::content_length, "34");
+    req.set("X-Secret", "1");
+    prepare_upstream_request(req, {"127.0.0.1", false}, false);
+    EXPECT_EQ(req[bhttp::field::content_length], "34");
+    EXPECT_EQ(req[bhttp::field::host], "example.com");
+    EXPECT_EQ(req.count("X-Secret"), 0u) << "named on the second Connection line";
+    EXPECT_EQ(req.count(bhttp::field::connection), 0u);
+}
+
 TEST(forwarding, adds_x_forwarded_headers_and_keeps_the_upgrade) {
     auto req = upgrade_request();
     req.set("X-Forwarded-For", "10.0.0.1");
