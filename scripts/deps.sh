@@ -3,6 +3,7 @@
 #   scripts/deps.sh          build and run
 #   scripts/deps.sh --demo   also what the demo's instructions use (curl, a WebSocket client)
 #   scripts/deps.sh --test   also what the tests need
+#   scripts/deps.sh --fuzz   also what the fuzzers need (Clang and its libFuzzer)
 set -euo pipefail
 
 packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libspdlog-dev
@@ -10,7 +11,9 @@ packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libs
 case "${1:-}" in
   --demo) packages+=(curl python3 python3-websockets) ;;
   --test) packages+=(libgtest-dev python3 python3-websockets python3-yaml chromium prometheus yamllint systemd
-                    golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev debootstrap) ;;
+                    golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev debootstrap
+                    clang-14 libclang-rt-14-dev) ;;
+  --fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
 esac
 
 missing=()
