@@ -4,6 +4,7 @@
 #   scripts/deps.sh --demo   also what the demo's instructions use (curl, a WebSocket client)
 #   scripts/deps.sh --test   also what the tests need
 #   scripts/deps.sh --bench  also what the soak benchmark needs (scripts/soak.sh)
+#   scripts/deps.sh --fuzz   also what the fuzzers need (Clang and its libFuzzer)
 set -euo pipefail
 
 packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libspdlog-dev
@@ -11,8 +12,10 @@ packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libyaml-cpp-dev libs
 case "${1:-}" in
   --demo) packages+=(curl python3 python3-websockets) ;;
   --test) packages+=(libgtest-dev openssl python3 python3-websockets python3-yaml chromium prometheus yamllint systemd
-                    golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev debootstrap) ;;
+                    golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev debootstrap
+                    clang-14 libclang-rt-14-dev) ;;
   --bench) packages+=(libgtest-dev python3 python3-websockets gnuplot-nox) ;;
+  --fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
 esac
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test (unit and integration): in the plain
-# build, then again under AddressSanitizer + UndefinedBehaviorSanitizer and under
-# ThreadSanitizer (each in its own build folder).
+# build, then a short run of each fuzz target (build-fuzz/, Clang), then the suite again under
+# AddressSanitizer + UndefinedBehaviorSanitizer and under ThreadSanitizer (each in its own
+# build folder).
 #   scripts/test.sh           everything; what CI runs
 #   scripts/test.sh --quick   the plain build only
 set -euo pipefail
@@ -23,6 +24,9 @@ scripts/build.sh -DWSDRAIN_BUILD_TESTS=ON
 echo "== tests"
 run_suite build
 [[ "${1:-}" == "--quick" ]] && exit 0
+
+echo "== fuzzing: a short run of each libFuzzer target (scripts/fuzz.sh --long is the long one)"
+scripts/fuzz.sh --short
 
 echo "== tests under AddressSanitizer and UndefinedBehaviorSanitizer"
 sanitized_build build-asan Debug "-O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

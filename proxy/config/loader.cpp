@@ -7,6 +7,7 @@
 
 #include "config/rules.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -19,6 +20,8 @@
 #include <memory>
 #include <set>
 #include <span>
+#include <sstream>
+#include <string>
 #include <system_error>
 #include <utility>
 
@@ -342,13 +345,61 @@ void reader::read_root(const YAML::Node& root, proxy_config& out) {
     read(root, "", out);
 }
 
-void read_documents(const std::vector<YAML::Node>& documents, load_result& result) {
-    if (documents.size() > 1) {
-        result.problems.push_back(at(documents[1].Mark(), "a config file holds one YAML document, found more"));
+// Where the first documents of a YAML stream begin, and their root nodes, without building them.
+struct document_marks final : YAML::EventHandler {
+    std::vector<YAML::Mark> starts;
+    std::vector<YAML::Mark> roots;
+
+    void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+        node(mark);
     }
-    if (documents.empty() || documents.front().IsNull()) return;  // an empty file: all defaults
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnMapEnd() override {}
+
+private:
+    void node(const YAML::Mark& mark) {
+        if (roots.size() < starts.size()) roots.push_back(mark);
+    }
+};
+
+// YAML::LoadAll is not used: for a ',' where a document should start, yaml-cpp 0.7 reports an
+// empty document without consuming the ',', again and again (yaml-cpp issue #1040), and
+// LoadAll collects them until memory runs out. So at most three documents are looked at, and
+// one that starts where the previous one did is a syntax error.
+void read_documents(const std::string& text, load_result& result) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    document_marks documents;
+    while (documents.starts.size() < 3 && parser.HandleNextDocument(documents)) {}
+    for (std::size_t i = 1; i < documents.starts.size(); ++i) {
+        const YAML::Mark& start = documents.starts[i];
+        if (start.pos == documents.starts[i - 1].pos) {
+            const bool printable = start.pos >= 0 && static_cast<std::size_t>(start.pos) < text.size() &&
+                                   text[start.pos] > ' ' && text[start.pos] < 0x7f;
+            result.problems.push_back(
+                at(start, printable ? "invalid YAML: unexpected '" + text.substr(start.pos, 1) + "'"
+                                    : std::string("invalid YAML: unexpected text")));
+            return;
+        }
+    }
+    if (documents.starts.size() > 1) {
+        result.problems.push_back(at(documents.roots.size() > 1 ? documents.roots[1] : documents.starts[1],
+                                     "a config file holds one YAML document, found more"));
+    }
+    const YAML::Node root = YAML::Load(text);  // the first document
+    if (root.IsNull()) return;                  // an empty file: all defaults
     reader r(result.problems);
-    r.read_root(documents.front(), result.config);
+    r.read_root(root, result.config);
     r.report(detail::check_rules(result.config));
 }
 
@@ -371,7 +422,7 @@ std::error_code read_file(const std::string& path, std::string& out) {
 load_result load_string(std::string_view yaml_text) {
     load_result result;
     try {
-        read_documents(YAML::LoadAll(std::string(yaml_text)), result);
+        read_documents(std::string(yaml_text), result);
     } catch (const YAML::Exception& e) {
         result.problems.push_back(at(e.mark, "invalid YAML: " + e.msg));
     } catch (const std::exception& e) {

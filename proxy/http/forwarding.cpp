@@ -20,10 +20,13 @@ bool has_token(std::string_view list, std::string_view token) {
     return false;
 }
 
-// Transfer-Encoding ends in "chunked" (RFC 9112 section 6.1).
+// Transfer-Encoding ends in "chunked" (RFC 9112 section 6.1). Every Transfer-Encoding line
+// counts, as one list (RFC 9110 section 5.3), the way Beast's parser frames the body: fields[]
+// sees only the first line.
 bool is_chunked(const bhttp::fields& f) {
     std::string_view last;
-    for (const auto& t : bhttp::token_list{f[bhttp::field::transfer_encoding]}) last = {t.data(), t.size()};
+    for (auto [line, end] = f.equal_range(bhttp::field::transfer_encoding); line != end; ++line)
+        for (const auto& t : bhttp::token_list{line->value()}) last = {t.data(), t.size()};
     return iequals(last, "chunked");
 }
 
@@ -56,8 +59,10 @@ std::optional<rejection> check_websocket_request(const request_header& req) {
 
 void strip_hop_by_hop(bhttp::fields& fields) {
     std::vector<std::string> named;
-    for (const auto& t : bhttp::token_list{fields[bhttp::field::connection]}) named.emplace_back(t);
-    for (const auto& n : named) fields.erase(n);
+    for (auto [line, end] = fields.equal_range(bhttp::field::connection); line != end; ++line)
+        for (const auto& t : bhttp::token_list{line->value()}) named.emplace_back(t);
+    for (const auto& n : named)
+        if (!iequals(n, "host") && !iequals(n, "content-length")) fields.erase(n);
     for (auto f : {bhttp::field::connection, bhttp::field::keep_alive, bhttp::field::proxy_connection,
                    bhttp::field::te, bhttp::field::transfer_encoding, bhttp::field::upgrade})
         fields.erase(f);

@@ -33,8 +33,10 @@ struct client_info {
     bool tls = false;
 };
 
-// Removes hop-by-hop headers: Connection, the headers it names, Keep-Alive,
-// Proxy-Connection, TE, Transfer-Encoding and Upgrade.
+// Removes hop-by-hop headers: Connection, the headers it names (on any of its lines), Keep-Alive,
+// Proxy-Connection, TE, Transfer-Encoding and Upgrade. Host and Content-Length stay even when
+// named: they describe the message, and without Content-Length its body would be read as the
+// next message.
 void strip_hop_by_hop(beast::http::fields& fields);
 
 // Prepares a client's request for the backend: hop-by-hop headers removed, X-Forwarded-For

@@ -79,7 +79,9 @@ asio::awaitable<error_code> relay_body(net::stream& in, beast::flat_buffer& in_b
             if (ec == bhttp::error::need_buffer) ec = {};
             if (ec) co_return ec;
             body.size = chunk.size() - body.size;
-            body.data = chunk.data();
+            // An empty piece (the end of an empty chunked body) goes as no data: the serializer
+            // would write it as a chunk of size 0, which is a last chunk of its own.
+            body.data = body.size > 0 ? chunk.data() : nullptr;
             body.more = !parser.is_done();
         } else {
             body.data = nullptr;
@@ -194,6 +196,8 @@ asio::awaitable<void> connection::run() {
         if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
             ec == asio::ssl::error::stream_truncated)
             break;
+        // Beast holds the request line and the fields to header_limit each; `n` is the whole header.
+        if (!ec && n > limits.max_header_bytes) ec = bhttp::error::header_limit;
         if (ec == bhttp::error::header_limit) {
             co_await send_error(client_, {bhttp::status::request_header_fields_too_large,
                                           "request header over limits.max_header_bytes"}, 11, false);

@@ -70,6 +70,30 @@ TEST(http, a_chunked_request_body_is_streamed_to_the_backend) {
     EXPECT_EQ(res.body(), std::to_string(body.size()) + " " + std::to_string(fnv1a(body)));
 }
 
+TEST(http, an_empty_chunked_body_ends_once_and_the_connection_goes_on) {
+    // The proxy used to forward it as "0\r\n\r\n0\r\n\r\n": the backend took the second
+    // last-chunk for a request of its own (found by tests/fuzz/fuzz_http_request).
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    asio::io_context ctx;
+    tcp::socket s(ctx);
+    s.connect({asio::ip::make_address("127.0.0.1"), px.port()});
+    asio::write(s, asio::buffer(std::string_view("POST /empty HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                                 "0\r\n\r\n")));
+    beast::flat_buffer buf;
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(s, buf, res);
+    EXPECT_EQ(res.result_int(), 200u);
+    EXPECT_EQ(res.body(), "0 " + std::to_string(fnv1a("")));
+    bhttp::request<bhttp::empty_body> next{bhttp::verb::get, "/after", 11};
+    next.set(bhttp::field::host, "x");
+    bhttp::write(s, next);
+    bhttp::response<bhttp::string_body> second;
+    bhttp::read(s, buf, second);
+    EXPECT_EQ(second.result_int(), 200u);
+    EXPECT_EQ(second.body(), "backend /after");
+}
+
 TEST(http, a_large_response_streams_to_the_client) {
     backend app{{}};
     proxy px{local_config({app.port()})};

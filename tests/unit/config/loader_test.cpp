@@ -447,6 +447,16 @@ TEST(config_problems, second_yaml_document_is_an_error) {
               (messages{"3:1: a config file holds one YAML document, found more"}));
 }
 
+TEST(config_problems, stray_comma_is_a_syntax_error_not_endless_empty_documents) {
+    // yaml-cpp 0.7's LoadAll loops on these until memory runs out (found by tests/fuzz/fuzz_config).
+    EXPECT_EQ(problems_of(","), (messages{"1:1: invalid YAML: unexpected ','"}));
+    EXPECT_EQ(problems_of("[a],"), (messages{"1:4: invalid YAML: unexpected ','"}));
+    EXPECT_EQ(problems_of(lines({"threads: 1", "---", "[a],"})),
+              (messages{"3:1: a config file holds one YAML document, found more"}));
+    EXPECT_EQ(problems_of(lines({"threads: 1", "---", "threads: 2", "---", "threads: 3"})),
+              (messages{"3:1: a config file holds one YAML document, found more"}));
+}
+
 TEST(config_problems, every_problem_is_reported_in_file_order) {
     // Loader findings and rule findings interleave by position, not by the pass that found them.
     EXPECT_EQ(problems_of(lines({

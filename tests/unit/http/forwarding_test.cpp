@@ -1,6 +1,11 @@
 #include "http/forwarding.hpp"
 
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+
 #include <gtest/gtest.h>
+
+#include <string_view>
 
 using namespace wsdrain::http;
 namespace bhttp = boost::beast::http;
@@ -53,6 +58,23 @@ TEST(forwarding, strips_hop_by_hop_headers_and_those_connection_names) {
     EXPECT_EQ(req["X-Kept"], "yes");
 }
 
+TEST(forwarding, keeps_host_and_content_length_even_when_connection_names_them) {
+    // Without Content-Length the backend would read this body as its next request (found with
+    // tests/fuzz/fuzz_http_request).
+    request_header req;
+    req.method(bhttp::verb::post);
+    req.set(bhttp::field::host, "example.com");
+    req.set(bhttp::field::connection, "keep-alive, Content-Length");
+    req.insert(bhttp::field::connection, "Host, X-Secret");
+    req.set(bhttp::field::content_length, "34");
+    req.set("X-Secret", "1");
+    prepare_upstream_request(req, {"127.0.0.1", false}, false);
+    EXPECT_EQ(req[bhttp::field::content_length], "34");
+    EXPECT_EQ(req[bhttp::field::host], "example.com");
+    EXPECT_EQ(req.count("X-Secret"), 0u) << "named on the second Connection line";
+    EXPECT_EQ(req.count(bhttp::field::connection), 0u);
+}
+
 TEST(forwarding, adds_x_forwarded_headers_and_keeps_the_upgrade) {
     auto req = upgrade_request();
     req.set("X-Forwarded-For", "10.0.0.1");
@@ -74,6 +96,22 @@ TEST(forwarding, keeps_chunked_framing_of_a_plain_request) {
     EXPECT_EQ(req[bhttp::field::transfer_encoding], "chunked");
     EXPECT_EQ(req["X-Forwarded-Proto"], "https");
     EXPECT_EQ(req.count(bhttp::field::upgrade), 0u);
+}
+
+TEST(forwarding, keeps_chunked_framing_given_on_several_transfer_encoding_lines) {
+    // Beast's parser frames this body as chunked. Forwarded without "Transfer-Encoding: chunked",
+    // the backend would take the body for its next request (found by tests/fuzz/fuzz_http_request).
+    const std::string_view head = "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n";
+    bhttp::request_parser<bhttp::empty_body> parser;
+    boost::system::error_code ec;
+    parser.put(boost::asio::buffer(head.data(), head.size()), ec);
+    ASSERT_TRUE(parser.is_header_done()) << ec.message();
+    ASSERT_TRUE(parser.chunked());
+    request_header req = parser.get().base();
+    prepare_upstream_request(req, {"127.0.0.1", false}, false);
+    EXPECT_EQ(req.count(bhttp::field::transfer_encoding), 1u);
+    EXPECT_EQ(req[bhttp::field::transfer_encoding], "chunked");
 }
 
 TEST(forwarding, knows_which_rsv_bits_the_negotiated_extensions_use) {

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of tests/fuzz with Clang into build-fuzz/ and runs each one, one
+# at a time, on a copy of its seed corpus (build-fuzz/corpus/<target>/; the repository's seeds
+# are never written to).
+#   scripts/fuzz.sh --short   each target for 20 s; part of scripts/test.sh
+#   scripts/fuzz.sh --long    each target to 10,000,000 executions, at nice 10 (not in CI)
+#   --no-build                with either: run what build-fuzz/ holds, without building
+# A finding fails the run. Its input is kept in build-fuzz/findings/<target>/; replay it with
+# build-fuzz/tests/fuzz/<target> FILE. Each run's output is in build-fuzz/logs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { echo "usage: scripts/fuzz.sh --short|--long [--no-build]" >&2; exit 2; }
+mode="" build=1
+for arg in "$@"; do
+  case "$arg" in
+    --short | --long) mode="$arg" ;;
+    --no-build) build=0 ;;
+    *) usage ;;
+  esac
+done
+[[ -n "$mode" ]] || usage
+
+targets=(fuzz_frame_scanner fuzz_http_request fuzz_config)
+
+if ((build)); then
+  scripts/deps.sh --fuzz
+  if [[ ! -f build-fuzz/build.ninja ]]; then
+    cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 \
+      -DCMAKE_CXX_COMPILER=clang++-14 -DWSDRAIN_BUILD_FUZZERS=ON -DWSDRAIN_BUILD_TESTS=OFF
+  fi
+  cmake --build build-fuzz --target fuzzers
+fi
+
+# libFuzzer's own memory limit is off: when it trips, libFuzzer first prints a heap profile,
+# which can take minutes. ASan's hard limit ends the process at once, and the input is saved.
+export ASAN_OPTIONS=hard_rss_limit_mb=2048:detect_leaks=1
+export UBSAN_OPTIONS=print_stacktrace=1
+
+failed=0
+for t in "${targets[@]}"; do
+  corpus=build-fuzz/corpus/$t findings=build-fuzz/findings/$t log=build-fuzz/logs/$t-${mode#--}.log
+  mkdir -p "$corpus" "$findings" build-fuzz/logs
+  cp tests/fuzz/corpus/"$t"/* "$corpus"/
+  args=(-rss_limit_mb=0 -timeout=10 -print_final_stats=1 -artifact_prefix="$findings/")
+  [[ -f tests/fuzz/$t.dict ]] && args+=(-dict="tests/fuzz/$t.dict")
+  if [[ $mode == --short ]]; then
+    args+=(-max_total_time=20)
+    runner=(timeout --kill-after=10 120)  # a hang is a failure too, never a stuck CI job
+  else
+    args+=(-runs=10000000)
+    runner=(nice -n 10)
+  fi
+  start=$SECONDS
+  if "${runner[@]}" "build-fuzz/tests/fuzz/$t" "${args[@]}" "$corpus" >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "$t: ${runs:-?} executions in $((SECONDS - start)) s, no finding"
+  else
+    echo "$t: FAILED after $((SECONDS - start)) s; the end of $log:"
+    tail -n 40 "$log"
+    failed=1
+  fi
+done
+exit "$failed"
