@@ -161,7 +161,7 @@ TEST(http, new_sessions_go_to_the_endpoint_with_the_fewest_sessions) {
     for (int i = 0; i < 4; ++i) on_a[i]->close();
     for (int i = 0; i < 500 && a.sessions_open() > 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ASSERT_EQ(a.sessions_open(), 1);
-    for (int i = 0; i < 50 && metric(scrape(px.admin_port()), R"(wsdrain_sessions_active{upstream="app"})") > 6; ++i)
+    for (int i = 0; i < 500 && metric(scrape(px.admin_port()), R"(wsdrain_sessions_active{upstream="app"})") > 6; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     for (int i = 0; i < 4; ++i) EXPECT_EQ(ws_client(px.port()).header("X-Backend"), "a") << i;
 }
