@@ -18,63 +18,58 @@ std::string find_report(const backend& b, const std::string& prefix) {
 }
 }  // namespace
 
-TEST(browser, chromium_sees_close_1001_with_was_clean_true) {
-    const std::string chromium = "/usr/bin/chromium";
-    if (!std::filesystem::exists(chromium)) GTEST_SKIP() << "Debian's chromium is not installed (scripts/deps.sh --test installs it)";
-    backend app{{}};
-    proxy px{local_config({app.port()})};
-    const auto profile = std::filesystem::temp_directory_path() / ("wsdrain-chromium-" + std::to_string(::getpid()));
-    // The page comes from the backend directly, so that its reports still arrive once the
-    // drained proxy refuses new requests; its WebSocket goes through the proxy.
-    const std::string page = "http://127.0.0.1:" + std::to_string(app.port()) + "/page.html?ws=ws://127.0.0.1:" +
-                             std::to_string(px.port()) + "/browser";
-    process browser{chromium, {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                               "--user-data-dir=" + profile.string(), page}};
+namespace {
+// Opens the backend's page in headless Chromium with its WebSocket at `ws_url` (through the
+// proxy), drains the proxy once the page reports it is open, and returns the page's report of
+// the CloseEvent ("" when none came). The page comes from the backend directly, so that its
+// reports still arrive once the drained proxy refuses new requests.
+std::string close_seen_by_chromium(backend& app, proxy& px, const std::string& ws_url,
+                                   std::vector<std::string> extra_args = {}) {
+    const temp_dir profile;
+    std::vector<std::string> args = {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                                      "--disable-background-networking", "--disable-component-update",
+                                      "--disable-sync", "--user-data-dir=" + profile.path.string()};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    args.push_back("http://127.0.0.1:" + std::to_string(app.port()) + "/page.html?ws=" + ws_url);
+    process browser{"/usr/bin/chromium", args};
     for (int i = 0; i < 3000 && find_report(app, "/report?open=1").empty(); ++i) std::this_thread::sleep_for(10ms);
-    ASSERT_FALSE(find_report(app, "/report?open=1").empty()) << "the page never opened its WebSocket";
-
-    px.server().signal();
     std::string closed;
-    for (int i = 0; i < 1000 && closed.empty(); ++i) {
-        closed = find_report(app, "/report?code=");
-        std::this_thread::sleep_for(10ms);
+    if (!find_report(app, "/report?open=1").empty()) {
+        px.server().signal();
+        for (int i = 0; i < 1000 && closed.empty(); ++i) {
+            closed = find_report(app, "/report?code=");
+            std::this_thread::sleep_for(10ms);
+        }
+    } else {
+        ADD_FAILURE() << "the page never opened its WebSocket " << ws_url;
     }
     browser.kill(SIGTERM);
     browser.wait(10s);
-    std::filesystem::remove_all(profile);
-    EXPECT_EQ(closed, "/report?code=1001&clean=true&reason=server%20draining");
+    return closed;
+}
+}  // namespace
+
+TEST(browser, chromium_sees_close_1001_with_was_clean_true) {
+    if (!std::filesystem::exists("/usr/bin/chromium")) GTEST_SKIP() << "Debian's chromium is not installed (scripts/deps.sh --test installs it)";
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    EXPECT_EQ(close_seen_by_chromium(app, px, "ws://127.0.0.1:" + std::to_string(px.port()) + "/browser"),
+              "/report?code=1001&clean=true&reason=server%20draining");
 }
 
 TEST(browser, chromium_speaks_wss_through_the_proxy_and_sees_the_drain_as_clean) {
-    const std::string chromium = "/usr/bin/chromium";
-    if (!std::filesystem::exists(chromium)) GTEST_SKIP() << "Debian's chromium is not installed (scripts/deps.sh --test installs it)";
+    if (!std::filesystem::exists("/usr/bin/chromium")) GTEST_SKIP() << "Debian's chromium is not installed (scripts/deps.sh --test installs it)";
     const temp_dir dir;
     const certificate c = make_certificate(dir, "wsdrain-test");
     backend app{{}};
     auto cfg = local_config({app.port()});
     cfg.tls = wsdrain::config::tls_config{c.cert.string(), c.key.string()};
     proxy px{cfg};
-    const std::string page = "http://127.0.0.1:" + std::to_string(app.port()) + "/page.html?ws=wss://127.0.0.1:" +
-                             std::to_string(px.port()) + "/browser";
     // The certificate is self-signed: Chromium is told to accept it (the Beast and Python tests
     // verify it); what is tested here is Chromium's TLS and WebSocket stacks through the proxy.
-    process browser{chromium, {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                               "--ignore-certificate-errors", "--user-data-dir=" + (dir.path / "profile").string(),
-                               page}};
-    for (int i = 0; i < 3000 && find_report(app, "/report?open=1").empty(); ++i) std::this_thread::sleep_for(10ms);
-    ASSERT_FALSE(find_report(app, "/report?open=1").empty()) << "the page never opened its wss:// WebSocket";
-
-    px.server().signal();
-    std::string closed;
-    for (int i = 0; i < 1000 && closed.empty(); ++i) {
-        closed = find_report(app, "/report?code=");
-        std::this_thread::sleep_for(10ms);
-    }
-    browser.kill(SIGTERM);
-    browser.wait(10s);
-    EXPECT_EQ(closed, "/report?code=1001&clean=true&reason=server%20draining");
+    EXPECT_EQ(close_seen_by_chromium(app, px, "wss://127.0.0.1:" + std::to_string(px.port()) + "/browser",
+                                     {"--ignore-certificate-errors"}),
+              "/report?code=1001&clean=true&reason=server%20draining");
 }
 
 namespace {
