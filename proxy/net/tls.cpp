@@ -38,9 +38,6 @@ std::unique_ptr<ssl::context> make_client() {
 
 }  // namespace
 
-tls_contexts::tls_contexts(const std::string& cert, const std::string& key)
-    : server_(make_server(cert, key)), client_(make_client()) {}
-
 tls_contexts::tls_contexts() : client_(make_client()) {}
 
 std::shared_ptr<ssl::context> tls_contexts::server() const {

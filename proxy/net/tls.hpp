@@ -12,9 +12,7 @@ namespace wsdrain::net {
 
 class tls_contexts {
 public:
-    // Throws std::runtime_error naming the file when a certificate or key cannot be used.
-    tls_contexts(const std::string& cert, const std::string& key);
-    // Only a client context (no listener TLS).
+    // A client context only; reload() adds the listener's.
     tls_contexts();
 
     // Any thread. The listener's context for a new connection; null without listener TLS.
@@ -22,7 +20,8 @@ public:
     // The context for TLS to backends (no verification, as nginx's proxy_ssl_verify off).
     boost::asio::ssl::context& client() { return *client_; }
 
-    // Any thread. Reads the certificate and key again; on error keeps the old ones and throws.
+    // Any thread. Reads the certificate and key (again); on error keeps the old ones and throws
+    // std::runtime_error naming the file.
     void reload(const std::string& cert, const std::string& key);
 
 private:
