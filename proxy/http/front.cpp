@@ -127,7 +127,10 @@ private:
     bool keep_alive(bool client_wants) const { return client_wants && !closing_ && !ctx_.refusing; }
     asio::awaitable<bool> serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
     asio::awaitable<void> serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
-    asio::awaitable<upstream_connection*> connect(routing::upstream& up, bool reuse);
+    // A connection to an endpoint of `up`. For a WebSocket session (`for_session`) the endpoint's
+    // session count is raised at the pick, so that upgrades arriving together spread out; the
+    // caller gives it back unless a tunnel takes the session.
+    asio::awaitable<upstream_connection*> connect(routing::upstream& up, bool reuse, bool for_session = false);
     void count_upgrade(routing::upstream& up, metrics::upgrade_result r) {
         worker_.stats().upstreams[up.index()].upgrades[static_cast<std::size_t>(r)].add();
     }
@@ -247,7 +250,7 @@ asio::awaitable<void> connection::run() {
     }
 }
 
-asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up, bool reuse) {
+asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up, bool reuse, bool for_session) {
     const auto now = clock::now();
     if (reuse && upstream_ && upstream_->connected && upstream_->stream.socket().is_open()) {
         // Keep-alive: the same endpoint serves the client's next request while it is up.
@@ -257,6 +260,7 @@ asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up,
     upstream_.reset();
     routing::endpoint* ep = up.pick(now, worker_.random());
     if (!ep) co_return nullptr;
+    if (for_session) ep->session_opened();
     upstream_.emplace(upstream_connection{net::stream(worker_.context().get_executor()), {}, ep});
     const auto& a = ep->address();
     error_code ec;
@@ -334,7 +338,13 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         }
     } client_slot{&ctx_.per_client, client_info_.address};
 
-    upstream_connection* conn = co_await connect(up, false);
+    upstream_connection* conn = co_await connect(up, false, true);
+    struct endpoint_slot {  // the count raised at the pick, given back unless a tunnel takes it
+        routing::endpoint* endpoint;
+        ~endpoint_slot() {
+            if (endpoint) endpoint->session_closed();
+        }
+    } endpoint_slot{conn ? conn->endpoint : nullptr};
     if (!conn) {
         count_upgrade(up, metrics::upgrade_result::backend_error);
         co_await send_error(client_, {bhttp::status::service_unavailable, "no healthy backend", true}, 11, false);
@@ -403,6 +413,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     params.drain_close_reason = ctx_.config.drain.close_reason;
     slot.count = nullptr;
     client_slot.sessions = nullptr;
+    endpoint_slot.endpoint = nullptr;
 
     const auto down_early = buffer_.data();
     const auto up_early = conn->buffer.data();

@@ -120,7 +120,6 @@ void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_trans
         l.raw().set_option(tcp::no_delay(true), ec);
     }
     w.stats().upstreams[self->params_.upstream->index()].sessions_active.add(1);
-    self->params_.endpoint->session_opened();
     if (self->params_.ping_interval.count() > 0) self->next_ping_ = self->started_ + self->params_.ping_interval;
     self->arm_timer();
 

@@ -48,7 +48,7 @@ struct tunnel_params {
     std::chrono::milliseconds keepalive_timeout{10000};
     std::chrono::milliseconds close_timeout{5000};
     routing::upstream* upstream = nullptr;
-    routing::endpoint* endpoint = nullptr;
+    routing::endpoint* endpoint = nullptr;  // counts this session already; the tunnel gives it back
     std::string client_address;
     std::atomic<std::int64_t>* session_count = nullptr;  // decremented when the session ends
     net::client_sessions* per_client = nullptr;          // released for client_ip when it ends
