@@ -403,6 +403,21 @@ void read_documents(const std::string& text, load_result& result) {
     r.report(detail::check_rules(result.config));
 }
 
+// yaml-cpp's scanner counts the characters it asked for past the end of the input, so a
+// syntax error at the very end ("\x4<EOF>") may point beyond its line; it is pointed just past
+// the line's last character instead.
+void clamp_to_line(std::string_view text, problem& p) {
+    if (p.line < 1) return;
+    std::size_t start = 0;
+    for (int line = 1; line < p.line; ++line) {
+        const std::size_t end = text.find('\n', start);
+        if (end == std::string_view::npos) return;
+        start = end + 1;
+    }
+    const std::size_t length = std::min(text.find('\n', start), text.size()) - start;
+    if (static_cast<std::size_t>(p.column) > length + 1) p.column = static_cast<int>(length + 1);
+}
+
 struct file_closer {
     void operator()(std::FILE* file) const { std::fclose(file); }
 };
@@ -424,7 +439,9 @@ load_result load_string(std::string_view yaml_text) {
     try {
         read_documents(std::string(yaml_text), result);
     } catch (const YAML::Exception& e) {
-        result.problems.push_back(at(e.mark, "invalid YAML: " + e.msg));
+        problem p = at(e.mark, "invalid YAML: " + e.msg);
+        clamp_to_line(yaml_text, p);
+        result.problems.push_back(std::move(p));
     } catch (const std::exception& e) {
         result.problems.push_back({0, 0, std::string("cannot load the config: ") + e.what()});
     }

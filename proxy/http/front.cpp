@@ -217,6 +217,12 @@ asio::awaitable<void> connection::run() {
             break;
         }
         auto& req = parser.get();
+        if (req.count(bhttp::field::transfer_encoding) && !parser.chunked()) {
+            // RFC 9112 section 6.3: the body's length is unknown, and a backend may frame it otherwise.
+            co_await send_error(client_, {bhttp::status::bad_request,
+                                          "malformed request: Transfer-Encoding does not end in chunked"}, 11, false);
+            break;
+        }
         const std::string_view target{req.target().data(), req.target().size()};
         routing::upstream* up = ctx_.router.match({req[bhttp::field::host].data(), req[bhttp::field::host].size()},
                                                   target.substr(0, target.find('?')));

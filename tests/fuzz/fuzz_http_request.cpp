@@ -407,6 +407,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (ec) break;  // 400
 
         auto& req = parser.get();
+        if (req.count(bhttp::field::transfer_encoding) && !parser.chunked()) break;  // 400, as front.cpp
         const std::string_view target{req.target().data(), req.target().size()};
         const std::string_view host{req[bhttp::field::host].data(), req[bhttp::field::host].size()};
         const std::string_view path = target.substr(0, target.find('?'));

@@ -442,6 +442,12 @@ TEST(config_problems, syntax_error_is_one_problem_at_the_parser_mark) {
               (messages{"2:14: invalid YAML: end of map not found"}));
 }
 
+TEST(config_problems, syntax_error_at_the_end_of_the_input_points_into_its_line) {
+    // yaml-cpp's mark runs past the end here (found by tests/fuzz/fuzz_config).
+    EXPECT_EQ(problems_of("listen: \"\\x4"),
+              (messages{"1:13: invalid YAML: bad character found while scanning hex number"}));
+}
+
 TEST(config_problems, second_yaml_document_is_an_error) {
     EXPECT_EQ(problems_of(lines({"threads: 1", "---", "threads: 2"})),
               (messages{"3:1: a config file holds one YAML document, found more"}));
