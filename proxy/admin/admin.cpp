@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <optional>
+#include <vector>
 
 #include "admin/status_page.hpp"
 #include "config/config.hpp"
@@ -55,6 +56,73 @@ std::optional<std::chrono::milliseconds> timeout_param(std::string_view query) {
 
 response json(bhttp::status s, std::string body) { return text(s, std::move(body), "application/json"); }
 
+response from_hook(const hook_reply& r) {
+    const bool is_json = r.body.starts_with('{');
+    return text(static_cast<bhttp::status>(r.status), r.body,
+                is_json ? "application/json" : "text/plain; charset=utf-8");
+}
+
+// %XX escapes decoded ("%5B%3A%3A1%5D%3A9000" is "[::1]:9000"); nullopt when malformed.
+std::optional<std::string> percent_decoded(std::string_view text) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out += text[i];
+            continue;
+        }
+        if (i + 2 >= text.size()) return std::nullopt;
+        const auto hex = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+            return -1;
+        };
+        const int hi = hex(text[i + 1]), lo = hex(text[i + 2]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+    }
+    return out;
+}
+
+// "/upstreams/app/endpoints/10.0.0.1:9000/drain" -> {"app", "10.0.0.1:9000", "drain"}.
+struct upstream_path {
+    std::string upstream;
+    std::optional<std::string> endpoint;
+    std::string action;  // "", "drain" or "undrain"
+};
+
+std::optional<upstream_path> parse_upstream_path(std::string_view path) {
+    constexpr std::string_view prefix = "/upstreams/";
+    if (!path.starts_with(prefix)) return std::nullopt;
+    std::vector<std::string_view> parts;
+    for (std::string_view rest = path.substr(prefix.size());;) {
+        const std::size_t slash = rest.find('/');
+        parts.push_back(rest.substr(0, slash));
+        if (slash == std::string_view::npos) break;
+        rest.remove_prefix(slash + 1);
+    }
+    std::vector<std::string> decoded;
+    for (const auto part : parts) {
+        auto d = percent_decoded(part);
+        if (!d || d->empty()) return std::nullopt;
+        decoded.push_back(*std::move(d));
+    }
+    upstream_path out;
+    out.upstream = decoded[0];
+    if (decoded.size() == 1) return out;
+    if (decoded.size() == 2 && (decoded[1] == "drain" || decoded[1] == "undrain")) {
+        out.action = decoded[1];
+        return out;
+    }
+    if (decoded.size() == 4 && decoded[1] == "endpoints" && (decoded[3] == "drain" || decoded[3] == "undrain")) {
+        out.endpoint = decoded[2];
+        out.action = decoded[3];
+        return out;
+    }
+    return std::nullopt;
+}
+
 asio::awaitable<response> route(const bhttp::request<bhttp::string_body>& req, const asio::ip::address& peer,
                                 const hooks& h) {
     const std::string_view target{req.target().data(), req.target().size()};
@@ -64,10 +132,20 @@ asio::awaitable<response> route(const bhttp::request<bhttp::string_body>& req, c
     const bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
     const bool post = req.method() == bhttp::verb::post;
 
-    if (path == "/drain" && post) {
+    const auto upstream_op = parse_upstream_path(path);
+    const bool mutating = post && (path == "/drain" || path == "/reload" || (upstream_op && !upstream_op->action.empty()));
+    if (mutating) {
         const auto auth = req[bhttp::field::authorization];
         if (!authorized(peer, {auth.data(), auth.size()}, h.token))
-            co_return text(bhttp::status::forbidden, "POST /drain needs a loopback peer or the admin bearer token\n");
+            co_return text(bhttp::status::forbidden,
+                           "POST " + std::string(path) + " needs a loopback peer or the admin bearer token\n");
+    }
+    if (path == "/reload" && post) co_return from_hook(co_await h.reload());
+    if (upstream_op && !upstream_op->action.empty() && post) {
+        co_return from_hook(co_await h.set_drained(upstream_op->upstream, upstream_op->endpoint,
+                                                   upstream_op->action == "drain"));
+    }
+    if (path == "/drain" && post) {
         if (!query.empty()) {
             const partial_drain_request p = parse_partial_drain(query);
             if (!p.error.empty()) co_return text(bhttp::status::bad_request, p.error + "\n");
@@ -80,7 +158,7 @@ asio::awaitable<response> route(const bhttp::request<bhttp::string_body>& req, c
     }
     if (!get) {
         const bool known = path == "/" || path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/drain" ||
-                           path == "/drain/wait";
+                           path == "/drain/wait" || path == "/reload" || path == "/upstreams" || upstream_op;
         co_return text(known ? bhttp::status::method_not_allowed : bhttp::status::not_found,
                        known ? "method not allowed\n" : "not found\n");
     }
@@ -94,6 +172,12 @@ asio::awaitable<response> route(const bhttp::request<bhttp::string_body>& req, c
         co_return h.ready() ? text(bhttp::status::ok, "ready\n")
                             : text(bhttp::status::service_unavailable, "draining\n");
     if (path == "/drain") co_return json(bhttp::status::ok, h.drain_status());
+    if (path == "/upstreams") co_return json(bhttp::status::ok, h.upstreams_status());
+    if (upstream_op && upstream_op->action.empty()) {
+        const std::string status = h.upstream_status(upstream_op->upstream);
+        if (status.empty()) co_return text(bhttp::status::not_found, "no upstream named '" + upstream_op->upstream + "'\n");
+        co_return json(bhttp::status::ok, status + "\n");
+    }
     if (path == "/drain/wait") {
         const auto timeout = timeout_param(query);
         if (!timeout) co_return text(bhttp::status::bad_request, "timeout must be seconds between 0 and 3600\n");

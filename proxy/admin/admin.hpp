@@ -18,6 +18,12 @@ namespace wsdrain::admin {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+// An answer a hook gives whole: status and JSON (or text) body.
+struct hook_reply {
+    unsigned status = 200;
+    std::string body;
+};
+
 struct hooks {
     std::function<std::string()> metrics;       // Prometheus text
     std::function<bool()> healthy;              // every event loop answers
@@ -27,6 +33,11 @@ struct hooks {
     // POST /drain?fraction=F&spread=D: "" once started, else why not (answered 409).
     std::function<asio::awaitable<std::string>(double, std::optional<std::chrono::milliseconds>)> start_partial_drain;
     std::function<asio::awaitable<bool>(std::chrono::milliseconds)> wait_drained;  // true once drained
+    std::function<asio::awaitable<hook_reply>()> reload;                         // POST /reload
+    // POST /upstreams/{name}[/endpoints/{host:port}]/drain and .../undrain.
+    std::function<asio::awaitable<hook_reply>(const std::string&, const std::optional<std::string>&, bool)> set_drained;
+    std::function<std::string(std::string_view)> upstream_status;  // GET /upstreams/{name}; "" unknown
+    std::function<std::string()> upstreams_status;                  // GET /upstreams
     std::string token;                          // admin.token; empty: loopback peers only
 };
 

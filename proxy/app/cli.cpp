@@ -16,6 +16,7 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "config/config.hpp"
 #include "drain/partial.hpp"
@@ -93,6 +94,7 @@ struct options {
     bool wait = false;
     std::chrono::milliseconds timeout = 10min;
     std::string fraction, spread;  // a partial drain, as given on the command line
+    std::string upstream, endpoint;  // the drain of an upstream or one of its endpoints
 };
 
 std::optional<options> parse(const std::vector<std::string>& args, bool allow_wait, const char* command) {
@@ -130,6 +132,13 @@ std::optional<options> parse(const std::vector<std::string>& args, bool allow_wa
                 return std::nullopt;
             }
             o.fraction = *v;
+        } else if (allow_wait && (name == "--upstream" || name == "--endpoint")) {
+            const auto v = value();
+            if (!v || v->empty()) {
+                std::cerr << "wsdrain " << command << ": " << name << " needs a value\n";
+                return std::nullopt;
+            }
+            (name == "--upstream" ? o.upstream : o.endpoint) = *v;
         } else if (allow_wait && name == "--spread") {
             const auto v = value();
             if (!v || !config::parse_duration(*v)) {
@@ -141,6 +150,14 @@ std::optional<options> parse(const std::vector<std::string>& args, bool allow_wa
             std::cerr << "wsdrain " << command << ": unknown option '" << a << "'\n";
             return std::nullopt;
         }
+    }
+    if (!o.endpoint.empty() && o.upstream.empty()) {
+        std::cerr << "wsdrain " << command << ": --endpoint goes with --upstream NAME\n";
+        return std::nullopt;
+    }
+    if (!o.upstream.empty() && !o.fraction.empty()) {
+        std::cerr << "wsdrain " << command << ": --fraction drains a share of every upstream; it does not go with --upstream\n";
+        return std::nullopt;
     }
     if (!o.spread.empty() && o.fraction.empty()) {
         std::cerr << "wsdrain " << command << ": --spread goes with --fraction (a full drain uses drain.spread)\n";
@@ -204,6 +221,80 @@ int partial_drain_command(const options& o) {
     }
 }
 
+// The endpoint objects of an upstream's status, those named `only` (all when empty).
+std::vector<std::string> endpoint_objects(const std::string& json, const std::string& only) {
+    std::vector<std::string> out;
+    for (std::size_t pos = 0; (pos = json.find("{\"endpoint\":", pos)) != std::string::npos;) {
+        const std::size_t end = json.find('}', pos);
+        std::string object = json.substr(pos, end - pos + 1);
+        if (only.empty() || field(object, "endpoint") == only) out.push_back(std::move(object));
+        pos = end;
+    }
+    return out;
+}
+
+std::string upstream_target(const options& o) {
+    std::string t = "/upstreams/" + o.upstream;
+    if (!o.endpoint.empty()) t += "/endpoints/" + o.endpoint;
+    return t;
+}
+
+void print_endpoints(const std::vector<std::string>& endpoints) {
+    for (const auto& e : endpoints)
+        std::printf("  %s: %s, %s, %llu sessions\n", field(e, "endpoint").c_str(),
+                    field(e, "up") == "true" ? "up" : "down", field(e, "drained") == "true" ? "drained" : "serving",
+                    static_cast<unsigned long long>(number(e, "sessions")));
+    std::fflush(stdout);
+}
+
+// `wsdrain drain|undrain --upstream NAME [--endpoint HOST:PORT] [--wait]`. With --wait, drain
+// returns once no session is left on those endpoints, undrain once they are up.
+int upstream_command(const options& o, bool drain) {
+    const char* command = drain ? "drain" : "undrain";
+    std::string error;
+    const auto r = call(o.admin, bhttp::verb::post, upstream_target(o) + (drain ? "/drain" : "/undrain"), 30s, &error);
+    if (!r) {
+        std::cerr << "wsdrain " << command << ": cannot reach the admin API at " << o.admin.to_string() << ": " << error
+                  << "\n";
+        return 1;
+    }
+    if (r->status != 202) {
+        std::cerr << "wsdrain " << command << ": the admin API answered " << r->status << ": " << r->body;
+        return 1;
+    }
+    std::vector<std::string> endpoints = endpoint_objects(r->body, o.endpoint);
+    std::printf("%s %s%s:\n", drain ? "drained" : "undrained", o.upstream.c_str(),
+                o.endpoint.empty() ? "" : (" endpoint " + o.endpoint).c_str());
+    print_endpoints(endpoints);
+    if (!o.wait) return 0;
+    const auto done = [drain](const std::vector<std::string>& list) {
+        for (const auto& e : list)
+            if (drain ? number(e, "sessions") > 0 : field(e, "up") != "true") return false;
+        return true;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+    auto last_line = std::chrono::steady_clock::now();
+    for (;;) {
+        if (done(endpoints)) {
+            std::printf(drain ? "no session left on them\n" : "up\n");
+            return 0;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) {
+            std::cerr << "wsdrain " << command << ": " << (drain ? "sessions still open" : "still down") << " after "
+                      << std::chrono::duration<double>(o.timeout).count() << " s\n";
+            return 1;
+        }
+        std::this_thread::sleep_for(200ms);
+        if (auto s = call(o.admin, bhttp::verb::get, "/upstreams/" + o.upstream, 5s, &error); s && s->status == 200)
+            endpoints = endpoint_objects(s->body, o.endpoint);
+        if (now - last_line >= 1s) {
+            print_endpoints(endpoints);
+            last_line = now;
+        }
+    }
+}
+
 void print_bar(const std::string& json, bool final) {
     const double p = number(json, "progress");
     const int width = 30, filled = static_cast<int>(p * width + 0.5);
@@ -233,6 +324,7 @@ int drain_command(const std::vector<std::string>& args) {
     const auto o = parse(args, true, "drain");
     if (!o) return 2;
     if (!o->fraction.empty()) return partial_drain_command(*o);
+    if (!o->upstream.empty()) return upstream_command(*o, true);
     std::string error;
     const auto started = call(o->admin, bhttp::verb::post, "/drain", 10s, &error);
     if (!started) {
@@ -270,6 +362,16 @@ int drain_command(const std::vector<std::string>& args) {
         }
         std::this_thread::sleep_for(terminal ? 200ms : 250ms);
     }
+}
+
+int undrain_command(const std::vector<std::string>& args) {
+    const auto o = parse(args, true, "undrain");
+    if (!o) return 2;
+    if (o->upstream.empty() || !o->fraction.empty()) {
+        std::cerr << "wsdrain undrain: needs --upstream NAME [--endpoint HOST:PORT]\n";
+        return 2;
+    }
+    return upstream_command(*o, false);
 }
 
 int status_command(const std::vector<std::string>& args) {

@@ -12,6 +12,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "codec/frame.hpp"
 #include "drain/partial.hpp"
 #include "log/log.hpp"
 
@@ -38,7 +39,7 @@ drain_shell::drain_shell(std::vector<std::unique_ptr<net::worker>>& workers, htt
                          const config::drain_config& cfg)
     : workers_(workers),
       front_(front),
-      config_(cfg),
+      config_(std::make_shared<const config::drain_config>(cfg)),
       controller_({cfg.pre_delay, cfg.spread, cfg.timeout}),
       loops_(workers.size()),
       tick_timer_(workers[0]->context()) {
@@ -47,6 +48,10 @@ drain_shell::drain_shell(std::vector<std::unique_ptr<net::worker>>& workers, htt
         loops_[i].full.from = &workers[i]->sessions();
         loops_[i].partial.timer = std::make_unique<asio::steady_timer>(workers[i]->context());
         loops_[i].partial.from = &workers[i]->chosen();
+        loops_[i].partial.kind = net::drain_kind::partial;
+        loops_[i].retire.timer = std::make_unique<asio::steady_timer>(workers[i]->context());
+        loops_[i].retire.from = &workers[i]->retiring();
+        loops_[i].retire.kind = net::drain_kind::endpoint;
     }
 }
 
@@ -87,15 +92,15 @@ void drain_shell::apply(const drain::actions& a) {
         started_wall_ = std::chrono::system_clock::now();
         post_to_all([this](std::size_t i) { workers_[i]->set_draining(true); });
         log::info("drain started", {{"sessions", controller_.sessions_at_start()},
-                                    {"pre_delay_s", std::chrono::duration<double>(config_.pre_delay).count()},
-                                    {"spread_s", std::chrono::duration<double>(config_.spread).count()},
-                                    {"timeout_s", std::chrono::duration<double>(config_.timeout).count()}});
+                                    {"pre_delay_s", std::chrono::duration<double>(config_->pre_delay).count()},
+                                    {"spread_s", std::chrono::duration<double>(config_->spread).count()},
+                                    {"timeout_s", std::chrono::duration<double>(config_->timeout).count()}});
     }
     if (a.start_closing) {
         front_.refusing = true;
         if (partial_ && partial_running()) partial_->superseded = true;
         const auto t0 = a.closing_starts;
-        post_to_all([this, t0](std::size_t i) { begin_closing(i, t0); });
+        post_to_all([this, t0, cfg = config_](std::size_t i) { begin_closing(i, t0, cfg); });
     }
     if (a.force_all) {
         log::warn("drain forcing the sessions left", {{"sessions", sessions_open()}});
@@ -125,20 +130,25 @@ void drain_shell::tick() { apply(controller_.tick(clock::now(), sessions_open(),
 
 // --- on each loop ----------------------------------------------------------------------
 
-void drain_shell::begin_closing(std::size_t loop, clock::time_point t0) {
+void drain_shell::begin_closing(std::size_t loop, clock::time_point t0,
+                                std::shared_ptr<const config::drain_config> cfg) {
     net::worker& w = *workers_[loop];
     loop_state& l = loops_[loop];
     w.set_closing_sessions(true);
     // Idle keep-alive connections go now; busy ones after their response.
-    for (auto& c : w.connections()) c.drain_close(0, {});
+    for (auto& c : w.connections()) c.drain_close(0, {}, net::drain_kind::full);
     // A partial drain under way stops here: the sessions it has not asked yet go back to
     // the others, oldest first, and this drain closes them all.
     l.partial.timer->cancel();
     l.partial.running = false;
+    l.retire.timer->cancel();
+    l.retire.running = false;
+    w.sessions().splice(w.sessions().begin(), w.retiring());
     w.sessions().splice(w.sessions().begin(), w.chosen());
     std::uint64_t n = 0;
     for ([[maybe_unused]] auto& s : w.sessions()) ++n;
-    l.full.pacer = drain::pacer{t0, config_.spread, n};
+    l.full.pacer = drain::pacer{t0, cfg->spread, n};
+    l.full.settings = std::move(cfg);
     l.full.issued = 0;
     l.full.running = true;
     pace(loop, l.full);
@@ -147,11 +157,19 @@ void drain_shell::begin_closing(std::size_t loop, clock::time_point t0) {
 void drain_shell::pace(std::size_t loop, closing_run& run) {
     net::worker& w = *workers_[loop];
     net::session_list& from = *run.from;
+    const bool retire = run.kind == net::drain_kind::endpoint;
+    const config::drain_config& cfg = *run.settings;
+    const std::uint16_t code = retire ? codec::close_code::service_restart : cfg.close_code;
+    const std::string_view reason = retire ? std::string_view(net::endpoint_drain_reason) : cfg.close_reason;
     auto close_one = [&] {
         net::session_link& s = from.front();
         s.unlink();
         w.closing().push_back(s);
-        s.drain_close(config_.close_code, config_.close_reason);
+        if (const auto& hint = cfg.reconnect_hint)
+            s.drain_close(code, config::with_reconnect_hint(reason, config::draw_retry_after(*hint, w.random())),
+                          run.kind);
+        else
+            s.drain_close(code, std::string(reason), run.kind);
     };
     const std::uint64_t due = run.pacer.due(clock::now());
     for (; run.issued < due && !from.empty(); ++run.issued) close_one();
@@ -173,7 +191,72 @@ void drain_shell::force(std::size_t loop) {
     loops_[loop].full.timer->cancel();
     loops_[loop].partial.timer->cancel();
     loops_[loop].partial.running = false;
+    loops_[loop].retire.timer->cancel();
+    loops_[loop].retire.running = false;
     workers_[loop]->force_close_all();
+}
+
+// --- the drain of endpoints ----------------------------------------------------------------
+
+asio::awaitable<std::uint64_t> drain_shell::retire(const std::vector<const routing::endpoint*>& endpoints) {
+    std::uint64_t asked = 0;
+    const auto t0 = clock::now();
+    // Captured by address: GCC 12 may destroy a temporary of a co_await expression twice, so
+    // the lambdas below hold nothing with a destructor. This frame keeps both alive meanwhile.
+    const std::shared_ptr<const config::drain_config> settings = config_;
+    const auto* cfg_of_run = &settings;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        asked += co_await asio::co_spawn(
+            workers_[i]->context(),
+            [this, i, &endpoints, t0, cfg_of_run]() -> asio::awaitable<std::uint64_t> {
+                net::worker& w = *workers_[i];
+                closing_run& run = loops_[i].retire;
+                if (w.closing_sessions()) co_return 0;  // a full drain closes them all already
+                std::uint64_t added = 0;
+                for (auto it = w.sessions().begin(); it != w.sessions().end();) {
+                    net::session_link& s = *it++;
+                    if (std::find(endpoints.begin(), endpoints.end(), s.upstream_endpoint()) == endpoints.end()) continue;
+                    s.unlink();
+                    w.retiring().push_back(s);
+                    ++added;
+                }
+                // Those not yet asked, and these, spread over a window from now.
+                std::uint64_t n = 0;
+                for ([[maybe_unused]] auto& s : w.retiring()) ++n;
+                run.pacer = drain::pacer{t0, (*cfg_of_run)->spread, n};
+                run.settings = *cfg_of_run;
+                run.issued = 0;
+                run.running = n > 0;
+                if (n > 0) pace(i, run);
+                co_return added;
+            },
+            asio::use_awaitable);
+    }
+    co_return asked;
+}
+
+asio::awaitable<void> drain_shell::unretire() {
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        co_await asio::co_spawn(
+            workers_[i]->context(),
+            [this, i]() -> asio::awaitable<void> {
+                net::worker& w = *workers_[i];
+                for (auto it = w.retiring().begin(); it != w.retiring().end();) {
+                    net::session_link& s = *it++;
+                    if (s.upstream_endpoint() && s.upstream_endpoint()->drained()) continue;
+                    s.unlink();
+                    w.sessions().push_back(s);
+                }
+                co_return;
+            },
+            asio::use_awaitable);
+    }
+}
+
+void drain_shell::set_config(const config::drain_config& cfg) {
+    if (controller_.current() != drain::state::serving) return;  // the drain under way keeps its settings
+    config_ = std::make_shared<const config::drain_config>(cfg);
+    controller_ = drain::controller({cfg.pre_delay, cfg.spread, cfg.timeout});
 }
 
 // --- a partial drain ---------------------------------------------------------------------
@@ -189,7 +272,7 @@ asio::awaitable<std::string> drain_shell::start_partial(double fraction,
 
     partial_drain p;
     p.fraction = fraction;
-    p.spread = spread.value_or(config_.spread);
+    p.spread = spread.value_or(config_->spread);
     p.started_wall = std::chrono::system_clock::now();
     p.sessions_at_start = sessions_open();
     std::tie(p.clean_before, p.forced_before) = partial_closed_counts();
@@ -211,12 +294,13 @@ asio::awaitable<std::string> drain_shell::start_partial(double fraction,
 
     // Every loop paces its share over the same window.
     const auto t0 = clock::now();
+    const std::shared_ptr<const config::drain_config> settings = config_;  // passed by address (GCC 12)
     std::uint64_t chosen = 0;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         std::vector<endpoint_count> quota;
         for (std::size_t e = 0; e < endpoints.size(); ++e)
             if (quotas[i][e] > 0) quota.push_back({endpoints[e], quotas[i][e]});
-        chosen += co_await asio::co_spawn(workers_[i]->context(), choose_sessions(i, std::move(quota), t0, p.spread),
+        chosen += co_await asio::co_spawn(workers_[i]->context(), choose_sessions(i, std::move(quota), t0, p.spread, &settings),
                                             asio::use_awaitable);
     }
     partial_->chosen = chosen;
@@ -242,7 +326,8 @@ asio::awaitable<std::vector<drain_shell::endpoint_count>> drain_shell::count_ses
 }
 
 asio::awaitable<std::uint64_t> drain_shell::choose_sessions(std::size_t loop, std::vector<endpoint_count> quota,
-                                                            clock::time_point t0, std::chrono::milliseconds spread) {
+                                                            clock::time_point t0, std::chrono::milliseconds spread,
+                                                            const std::shared_ptr<const config::drain_config>* cfg) {
     net::worker& w = *workers_[loop];
     closing_run& run = loops_[loop].partial;
     if (w.closing_sessions()) co_return 0;  // a full drain closes them all already
@@ -265,6 +350,7 @@ asio::awaitable<std::uint64_t> drain_shell::choose_sessions(std::size_t loop, st
     }
     const std::uint64_t n = std::accumulate(sizes.begin(), sizes.end(), std::uint64_t{0});
     run.pacer = drain::pacer{t0, spread, n};
+    run.settings = *cfg;
     run.issued = 0;
     run.asked = 0;
     run.running = n > 0;

@@ -44,6 +44,14 @@ public:
     // `spread` (drain.spread when absent). Returns once the sessions are chosen: "" when it
     // started, else why it cannot (a drain or another partial drain is under way).
     asio::awaitable<std::string> start_partial(double fraction, std::optional<std::chrono::milliseconds> spread);
+    // Closes the sessions of these (drained) endpoints with 1012 over drain.spread, while
+    // serving; returns how many were asked to close, once every loop has chosen them.
+    asio::awaitable<std::uint64_t> retire(const std::vector<const routing::endpoint*>& endpoints);
+    // After an undrain: sessions not yet asked to close whose endpoint is no longer drained
+    // stay open.
+    asio::awaitable<void> unretire();
+    // A reload: drain settings for drains that start from now on.
+    void set_config(const config::drain_config& cfg);
     std::string status_json() const;
     metrics::drain_view view() const;
     asio::awaitable<bool> wait_drained(std::chrono::milliseconds timeout);
@@ -58,7 +66,9 @@ private:
     // One paced series of drain closes on one loop, the full drain's or a partial one's: the
     // sessions at the front of `from` are asked to close as the pacer makes them due.
     struct closing_run {  // touched only on its own loop's thread, but for the two atomics
+        net::drain_kind kind = net::drain_kind::full;
         drain::pacer pacer;
+        std::shared_ptr<const config::drain_config> settings;  // the close code and reason, spread
         std::uint64_t issued = 0;
         net::session_list* from = nullptr;
         std::unique_ptr<asio::steady_timer> timer;
@@ -66,7 +76,7 @@ private:
         std::atomic<bool> running{false};
     };
     struct loop_state {
-        closing_run full, partial;
+        closing_run full, partial, retire;
     };
     // The partial drain under way or last run. Loop 0 only.
     struct partial_drain {
@@ -87,12 +97,13 @@ private:
     void apply(const drain::actions& a);
     void tick();
     void schedule_tick();
-    void begin_closing(std::size_t loop, drain::clock::time_point t0);
+    void begin_closing(std::size_t loop, drain::clock::time_point t0, std::shared_ptr<const config::drain_config> cfg);
     void pace(std::size_t loop, closing_run& run);
     void force(std::size_t loop);
     asio::awaitable<std::vector<endpoint_count>> count_sessions(std::size_t loop);
     asio::awaitable<std::uint64_t> choose_sessions(std::size_t loop, std::vector<endpoint_count> quota,
-                                                   drain::clock::time_point t0, std::chrono::milliseconds spread);
+                                                   drain::clock::time_point t0, std::chrono::milliseconds spread,
+                                                   const std::shared_ptr<const config::drain_config>* cfg);
     bool partial_running() const;
     std::uint64_t partial_asked() const;
     std::pair<std::uint64_t, std::uint64_t> partial_closed_counts() const;  // clean, forced
@@ -105,7 +116,7 @@ private:
 
     std::vector<std::unique_ptr<net::worker>>& workers_;
     http::front_context& front_;
-    config::drain_config config_;
+    std::shared_ptr<const config::drain_config> config_;  // loop 0; each run keeps its own
     drain::controller controller_;
     std::vector<loop_state> loops_;
     asio::steady_timer tick_timer_;

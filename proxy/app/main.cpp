@@ -27,6 +27,7 @@ Usage:
   wsdrain [--config FILE] [--listen ADDR] [--upstream HOST:PORT] [--admin ADDR]
           [--log-level LEVEL] [--log-format text|json]
       Run the proxy. Flags override the file; with --upstream alone no file is needed.
+      SIGHUP (or POST /reload) reads the file again for new sessions.
   wsdrain check --config FILE
       Validate a config file: prints "config OK", or FILE:LINE:COL: message per problem.
   wsdrain drain [--admin ADDR] [--wait] [--timeout DURATION]
@@ -36,6 +37,13 @@ Usage:
       A partial drain: close that share of the sessions (0 < F <= 1, evenly across
       endpoints) over DURATION (default drain.spread), then go on serving; with --wait
       until every chosen session has been asked to close.
+  wsdrain drain --upstream NAME [--endpoint HOST:PORT] [--admin ADDR] [--wait]
+      Drain one upstream (or one of its endpoints) while the proxy goes on serving: its
+      sessions get Close 1012 over drain.spread, and it gets no new ones until undrained
+      (or until it is down and passes its health check again); new upgrades go to its other
+      endpoints, or are held. With --wait, until no session is left on it.
+  wsdrain undrain --upstream NAME [--endpoint HOST:PORT] [--admin ADDR] [--wait]
+      Give it new sessions again; with --wait, until it is up.
   wsdrain status [--admin ADDR]
       The drain status in words.
   wsdrain --version
@@ -74,20 +82,22 @@ std::string parse_flags(const std::vector<std::string>& args, std::size_t first,
     return {};
 }
 
-// Builds the effective config: the file (or the defaults), then the flags.
-std::optional<config::proxy_config> effective_config(const options& o) {
+// Builds the effective config: the file (or the defaults), then the flags. At start and on
+// each reload.
+app::config_source_result effective_config(const options& o) {
+    app::config_source_result result;
+    auto& errors = result.errors;
     config::proxy_config cfg;
-    bool ok = true;
     if (o.config_file) {
         auto loaded = config::load_file(*o.config_file);
-        for (const auto& p : loaded.problems) std::cerr << config::format_problem(*o.config_file, p) << "\n";
-        if (!loaded.ok()) return std::nullopt;
+        for (const auto& p : loaded.problems) errors.push_back(config::format_problem(*o.config_file, p));
+        if (!loaded.ok()) return result;
         cfg = std::move(loaded.config);
     }
     auto address_flag = [&](const std::optional<std::string>& v, const char* name, config::address& out) {
         if (!v) return;
         if (auto a = config::parse_address(*v)) out = *a;
-        else std::cerr << name << ": not an address: '" << *v << "' (HOST:PORT)\n", ok = false;
+        else errors.push_back(std::string(name) + ": not an address: '" + *v + "' (HOST:PORT)");
     };
     address_flag(o.listen, "--listen", cfg.listen);
     address_flag(o.admin, "--admin", cfg.admin.listen);
@@ -101,12 +111,12 @@ std::optional<config::proxy_config> effective_config(const options& o) {
     if (o.log_format) {
         if (*o.log_format == "json") cfg.log.format = config::log_format::json;
         else if (*o.log_format == "text") cfg.log.format = config::log_format::text;
-        else std::cerr << "--log-format: must be text or json\n", ok = false;
+        else errors.push_back("--log-format: must be text or json");
     }
     for (const auto& p : config::validate(cfg))
-        std::cerr << (o.config_file ? *o.config_file + ": " : std::string()) << p.message << "\n", ok = false;
-    if (!ok) return std::nullopt;
-    return cfg;
+        errors.push_back((o.config_file ? *o.config_file + ": " : std::string()) + p.message);
+    if (errors.empty()) result.config = std::move(cfg);
+    return result;
 }
 
 // Raises the soft descriptor limit to the hard one; says how many sessions that allows.
@@ -124,8 +134,10 @@ void raise_fd_limit() {
 }
 
 int run(const options& o) {
-    auto cfg = effective_config(o);
-    if (!cfg) return 1;
+    auto loaded = effective_config(o);
+    for (const auto& e : loaded.errors) std::cerr << e << "\n";
+    if (!loaded.config) return 1;
+    auto& cfg = loaded.config;
     try {
         log::setup(cfg->log);
     } catch (const std::exception& e) {
@@ -134,17 +146,18 @@ int run(const options& o) {
     }
     raise_fd_limit();
     app::server server{*cfg};
+    server.set_config_source([&o] { return effective_config(o); });
     // SIGTERM and SIGINT: the first drains, a second forces (the drain controller decides).
     // Installed before the listeners open, so that no signal can find the default action.
     boost::asio::io_context signals_context;
-    // SIGHUP: the TLS certificate and key are read again.
+    // SIGHUP: the config is read again (with the TLS certificate and key).
     boost::asio::signal_set signals{signals_context, SIGTERM, SIGINT, SIGHUP};
     std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec,
                                                                                int signo) {
         if (ec) return;
         const char* name = signo == SIGTERM ? "SIGTERM" : signo == SIGINT ? "SIGINT" : "SIGHUP";
         log::info("signal received", {{"signal", name}});
-        if (signo == SIGHUP) server.reload_tls();
+        if (signo == SIGHUP) server.reload_from_signal();
         else server.signal();
         signals.async_wait(on_signal);
     };
@@ -186,9 +199,10 @@ int main(int argc, char** argv) {
         std::cout << "wsdrain " << app::version << "\n";
         return 0;
     }
-    if (args.size() > 1 && (args[1] == "drain" || args[1] == "status")) {
+    if (args.size() > 1 && (args[1] == "drain" || args[1] == "undrain" || args[1] == "status")) {
         const std::vector<std::string> rest(args.begin() + 2, args.end());
-        return args[1] == "drain" ? app::drain_command(rest) : app::status_command(rest);
+        if (args[1] == "drain") return app::drain_command(rest);
+        return args[1] == "undrain" ? app::undrain_command(rest) : app::status_command(rest);
     }
     const bool is_check = args.size() > 1 && args[1] == "check";
     options o;

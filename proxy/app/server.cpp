@@ -6,6 +6,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cstdio>
 #include <future>
 #include <stdexcept>
 
@@ -37,14 +40,20 @@ void beat(asio::steady_timer& t, std::atomic<std::int64_t>& last) {
 
 }  // namespace
 
-server::server(config::proxy_config cfg) : config_(std::move(cfg)), router_(config_) {
+server::server(config::proxy_config cfg) : config_(std::move(cfg)) {
     unsigned n = config_.threads ? config_.threads : std::max(1u, std::thread::hardware_concurrency());
     metrics_ = std::make_unique<metrics::registry>(upstream_names(config_), n, version);
+    live_ = std::make_shared<const http::live_config>(config_, nullptr, [this](const std::string& name) {
+        return *metrics_->slot_of(name);  // the first config's names have their slots already
+    });
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<net::worker>(i, metrics_->shard(i)));
     heartbeats_.reset(new std::atomic<std::int64_t>[n]);
     for (unsigned i = 0; i < n; ++i) heartbeats_[i] = steady_ns();
     tls_ = std::make_unique<net::tls_contexts>();
-    front_ = std::make_unique<http::front_context>(config_, router_, *tls_);
+    front_ = std::make_unique<http::front_context>(live_, n, config_.tls.has_value(), *tls_);
+    health_ = std::make_unique<health::checker>(workers_[0]->context(), *tls_, [this](const routing::endpoint& e) {
+        if (e.up()) wake_held();
+    });
     drain_ = std::make_unique<drain_shell>(workers_, *front_, config_.drain);
     admin_hooks_.metrics = [this] { return metrics_text(); };
     admin_hooks_.healthy = [this] { return healthy(); };
@@ -55,6 +64,11 @@ server::server(config::proxy_config cfg) : config_(std::move(cfg)), router_(conf
         return drain_->start_partial(fraction, spread);
     };
     admin_hooks_.wait_drained = [this](std::chrono::milliseconds t) { return drain_->wait_drained(t); };
+    admin_hooks_.reload = [this] { return reload(); };
+    admin_hooks_.set_drained = [this](const std::string& upstream, const std::optional<std::string>& endpoint,
+                                      bool drained) { return set_drained(upstream, endpoint, drained); };
+    admin_hooks_.upstream_status = [this](std::string_view name) { return upstream_json(name); };
+    admin_hooks_.upstreams_status = [this] { return upstreams_json(); };
     admin_hooks_.token = config_.admin.token;
 }
 
@@ -100,6 +114,7 @@ void server::start() {
         asio::co_spawn(workers_[i]->context(), http::accept_loop(*workers_[i], *front_, *acceptors_[i]), asio::detached);
     asio::co_spawn(workers_[0]->context(), admin::accept_loop(*workers_[0], *admin_acceptor_, admin_hooks_),
                    asio::detached);
+    asio::post(workers_[0]->context(), [this] { health_->start(live_->router); });
 
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         threads_.emplace_back([this, i] {
@@ -128,7 +143,10 @@ void server::stop() {
         asio::post(workers_[i]->context(), [this, i, p] {
             boost::system::error_code ec;
             acceptors_[i]->close(ec);
-            if (i == 0) admin_acceptor_->close(ec);
+            if (i == 0) {
+                admin_acceptor_->close(ec);
+                health_->stop();
+            }
             workers_[i]->force_close_all();
             p->set_value();
         });
@@ -157,9 +175,172 @@ bool server::reload_tls() {
 std::string server::metrics_text() const {
     const metrics::drain_view drain = drain_->view();
     std::vector<metrics::endpoint_view> endpoints;
-    for (const auto& u : router_.upstreams())
+    for (const auto& u : live_->router.upstreams())
         for (const auto& e : u->endpoints()) endpoints.push_back({u->name(), e->name(), e->up()});
     return metrics_->serialize(drain, endpoints);
+}
+
+// --- reload ------------------------------------------------------------------------------
+
+namespace {
+
+std::string json_string(std::string_view text) {
+    std::string out = "\"";
+    for (const char c : text) {
+        if (c == '"' || c == '\\') out += '\\', out += c;
+        else if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        } else out += c;
+    }
+    return out + "\"";
+}
+
+std::string json_list(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + json_string(items[i]);
+    return out + "]";
+}
+
+// The keys of `next` that differ from `running` and that only a restart applies.
+std::vector<std::string> restart_only_changes(const config::proxy_config& running, const config::proxy_config& next) {
+    std::vector<std::string> keys;
+    if (!(running.listen == next.listen)) keys.push_back("listen");
+    if (running.threads != next.threads) keys.push_back("threads");
+    if (!(running.admin.listen == next.admin.listen)) keys.push_back("admin.listen");
+    if (running.admin.token != next.admin.token) keys.push_back("admin.token");
+    if (running.tls.has_value() != next.tls.has_value() ||
+        (running.tls && (running.tls->cert != next.tls->cert || running.tls->key != next.tls->key)))
+        keys.push_back("tls");
+    if (running.log.level != next.log.level || running.log.format != next.log.format) keys.push_back("log");
+    return keys;
+}
+
+}  // namespace
+
+void server::reload_from_signal() {
+    asio::co_spawn(workers_[0]->context(), reload(), asio::detached);
+}
+
+asio::awaitable<admin::hook_reply> server::reload() {
+    config_source_result next = source_ ? source_() : config_source_result{live_->config, {}};
+    std::vector<std::string> errors = std::move(next.errors);
+    if (next.config) {
+        for (const auto& u : next.config->upstreams)
+            if (!metrics_->slot_of(u.name))
+                errors.push_back("upstreams: more than " + std::to_string(metrics::registry::max_upstream_names) +
+                                 " upstream names in the life of the process; restart to add " + u.name);
+    }
+    if (!next.config || !errors.empty()) {
+        metrics_->count_reload(false);
+        std::string joined;
+        for (const auto& e : errors) joined += (joined.empty() ? "" : "; ") + e;
+        log::error("config reload failed; the running config stays", {{"errors", joined}});
+        co_return admin::hook_reply{400, "{\"result\":\"error\",\"errors\":" + json_list(errors) + "}\n"};
+    }
+    const std::vector<std::string> restart = restart_only_changes(config_, *next.config);
+    auto live = std::make_shared<const http::live_config>(*std::move(next.config), &live_->router,
+                                                          [this](const std::string& name) { return *metrics_->slot_of(name); });
+    co_await publish(live);
+    drain_->set_config(live->config.drain);
+    health_->start(live->router);
+    wake_held();  // new or changed endpoints may take the held upgrades
+    const bool tls_ok = !config_.tls || reload_tls();
+    metrics_->count_reload(true);
+    std::string upstreams;
+    for (const auto& u : live->router.upstreams()) upstreams += (upstreams.empty() ? "" : ",") + u->name();
+    log::info("config reloaded", {{"upstreams", upstreams},
+                                  {"routes", live->config.routes.size()},
+                                  {"needs_restart", json_list(restart)}});
+    if (!restart.empty())
+        log::warn("config reload: these keys changed and apply only after a restart", {{"keys", json_list(restart)}});
+    co_return admin::hook_reply{200, "{\"result\":\"ok\",\"upstreams\":" + std::to_string(live->router.upstreams().size()) +
+                                         ",\"routes\":" + std::to_string(live->config.routes.size()) +
+                                         ",\"tls_reloaded\":" + (config_.tls && tls_ok ? "true" : "false") +
+                                         ",\"needs_restart\":" + json_list(restart) + "}\n"};
+}
+
+asio::awaitable<void> server::publish(std::shared_ptr<const http::live_config> next) {
+    live_ = next;
+    // Only trivially destructible captures: GCC 12 may destroy a temporary of a co_await
+    // expression twice. `next` lives in this frame until every loop has its copy.
+    const std::shared_ptr<const http::live_config>* published = &next;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        co_await asio::co_spawn(
+            workers_[i]->context(),
+            [this, i, published]() -> asio::awaitable<void> {
+                front_->live[i] = *published;
+                co_return;
+            },
+            asio::use_awaitable);
+    }
+}
+
+void server::wake_held() {
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+        asio::post(workers_[i]->context(), [this, i] { http::wake_held(*workers_[i], *front_); });
+}
+
+// --- the drain of upstreams and endpoints --------------------------------------------------
+
+asio::awaitable<admin::hook_reply> server::set_drained(std::string upstream, std::optional<std::string> endpoint,
+                                                       bool drained) {
+    const auto live = live_;  // the router stays whatever a reload does meanwhile
+    const routing::upstream* u = live->router.find(upstream);
+    if (!u) co_return admin::hook_reply{404, "no upstream named " + json_string(upstream) + "\n"};
+    std::vector<const routing::endpoint*> targets;
+    for (const auto& e : u->endpoints())
+        if (!endpoint || e->name() == *endpoint) targets.push_back(e.get());
+    if (targets.empty())
+        co_return admin::hook_reply{404, "upstream " + json_string(upstream) + " has no endpoint " +
+                                             json_string(*endpoint) + "\n"};
+    if (drain_->view().state != 0)
+        co_return admin::hook_reply{409, "the proxy is draining: every session is being closed already\n"};
+    std::vector<std::string> names;
+    for (const auto* e : targets) {
+        const_cast<routing::endpoint*>(e)->set_drained(drained);  // endpoints are shared, mutable state
+        names.push_back(e->name());
+    }
+    std::uint64_t asked = 0;
+    if (drained) {
+        asked = co_await drain_->retire(targets);
+    } else {
+        co_await drain_->unretire();
+        wake_held();
+    }
+    log::info(drained ? "endpoints drained" : "endpoints undrained",
+              {{"upstream", upstream}, {"endpoints", json_list(names)}, {"sessions_closing", asked}});
+    co_return admin::hook_reply{202, upstream_json(*u) + "\n"};
+}
+
+std::string server::upstream_json(const routing::upstream& u) const {
+    std::string out = "{\"name\":" + json_string(u.name()) +
+                      ",\"held\":" + std::to_string(u.state().held.load(std::memory_order_relaxed)) +
+                      ",\"hold_timeout_seconds\":" +
+                      std::to_string(std::chrono::duration<double>(u.config().hold_timeout).count()) +
+                      ",\"health_check\":" + (u.config().health_check ? "true" : "false") + ",\"endpoints\":[";
+    int sessions = 0;
+    for (std::size_t i = 0; i < u.endpoints().size(); ++i) {
+        const auto& e = *u.endpoints()[i];
+        sessions += e.active_sessions();
+        out += std::string(i ? "," : "") + "{\"endpoint\":" + json_string(e.name()) +
+               ",\"up\":" + (e.up() ? "true" : "false") + ",\"drained\":" + (e.drained() ? "true" : "false") +
+               ",\"sessions\":" + std::to_string(e.active_sessions()) + "}";
+    }
+    return out + "],\"sessions\":" + std::to_string(sessions) + "}";
+}
+
+std::string server::upstream_json(std::string_view name) const {
+    const routing::upstream* u = live_->router.find(name);
+    return u ? upstream_json(*u) : std::string();
+}
+
+std::string server::upstreams_json() const {
+    std::string out = "{\"upstreams\":[";
+    const auto& all = live_->router.upstreams();
+    for (std::size_t i = 0; i < all.size(); ++i) out += (i ? "," : "") + upstream_json(*all[i]);
+    return out + "]}\n";
 }
 
 bool server::healthy() const {

@@ -157,6 +157,19 @@ bool is_sendable_close_code(unsigned code) {
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
+std::string with_reconnect_hint(std::string_view reason, duration retry_after) {
+    std::string out(reason);
+    if (!out.empty()) out += "; ";
+    out += "retry_after_ms=" + std::to_string(retry_after.count());
+    return out;
+}
+
+duration draw_retry_after(const reconnect_hint_config& hint, std::uint64_t random) {
+    if (hint.max <= hint.min) return hint.max;
+    const auto span = static_cast<std::uint64_t>((hint.max - hint.min).count()) + 1;
+    return hint.min + duration{static_cast<duration::rep>(random % span)};
+}
+
 // ---- cross-key rules ------------------------------------------------------------------------
 
 namespace {
@@ -209,6 +222,22 @@ void check_admin(const admin_config& admin, violations& out) {
     }
 }
 
+void check_health_check(const health_check_config& check, const std::string& at, violations& out) {
+    if (check.interval <= duration::zero()) flag(out, at + ".interval", "must be greater than 0");
+    if (check.timeout <= duration::zero()) {
+        flag(out, at + ".timeout", "must be greater than 0");
+    } else if (check.timeout > check.interval && check.interval > duration::zero()) {
+        flag(out, at + ".timeout",
+             "must be at most the interval (" + to_text(check.interval) + "), got " + to_text(check.timeout),
+             {at + ".interval"});
+    }
+    if (check.healthy_threshold == 0) flag(out, at + ".healthy_threshold", "must be at least 1");
+    if (check.unhealthy_threshold == 0) flag(out, at + ".unhealthy_threshold", "must be at least 1");
+    if (check.type == health_check_type::http && !check.path.starts_with('/')) {
+        flag(out, at + ".path", "must start with '/', got " + quoted(check.path));
+    }
+}
+
 void check_upstreams(const std::vector<upstream_config>& upstreams, violations& out) {
     if (upstreams.empty()) flag(out, "upstreams", "at least one upstream is required");
     for (std::size_t i = 0; i < upstreams.size(); ++i) {
@@ -225,6 +254,11 @@ void check_upstreams(const std::vector<upstream_config>& upstreams, violations& 
         }
         if (upstream.endpoints.empty()) flag(out, at + ".endpoints", "an upstream needs at least one endpoint");
         if (upstream.connect_timeout <= duration::zero()) flag(out, at + ".connect_timeout", "must be greater than 0");
+        if (upstream.hold_timeout > duration::zero() && upstream.hold_max == 0) {
+            flag(out, at + ".hold_max", "must be greater than 0 while hold_timeout is set (hold_timeout: 0 holds none)",
+                 {at + ".hold_timeout"});
+        }
+        if (upstream.health_check) check_health_check(*upstream.health_check, at + ".health_check", out);
         for (std::size_t e = 0; e < upstream.endpoints.size(); ++e) {
             if (upstream.endpoints[e].port == 0) {
                 flag(out, indexed(at + ".endpoints", e), "port 0 cannot be connected to");
@@ -267,6 +301,23 @@ void check_drain(const drain_config& drain, violations& out) {
         flag(out, "drain.close_reason",
              std::to_string(drain.close_reason.size()) + " bytes, more than the " +
                  std::to_string(max_close_reason_bytes) + " a Close frame can carry");
+    } else if (drain.reconnect_hint) {
+        const std::size_t hinted = with_reconnect_hint(drain.close_reason, drain.reconnect_hint->max).size();
+        if (hinted > max_close_reason_bytes) {
+            flag(out, "drain.close_reason",
+                 "with drain.reconnect_hint it is " + std::to_string(hinted) + " bytes, more than the " +
+                     std::to_string(max_close_reason_bytes) + " a Close frame can carry",
+                 {"drain.reconnect_hint"});
+        }
+    }
+    if (const auto& hint = drain.reconnect_hint) {
+        if (hint->max <= duration::zero()) {
+            flag(out, "drain.reconnect_hint.max", "must be greater than 0");
+        } else if (hint->min > hint->max) {
+            flag(out, "drain.reconnect_hint.min",
+                 "must be at most max (" + to_text(hint->max) + "), got " + to_text(hint->min),
+                 {"drain.reconnect_hint.max"});
+        }
     }
 }
 

@@ -36,17 +36,40 @@ struct admin_config {
     bool allow_remote_without_token = false;
 };
 
+enum class health_check_type { tcp, http };
+
+// Active health checks of each endpoint of an upstream (SPEC section 8).
+struct health_check_config {
+    health_check_type type = health_check_type::tcp;
+    std::string path = "/healthz";  // http: a GET of this path must answer 2xx
+    duration interval{2000};
+    duration timeout{1000};
+    unsigned healthy_threshold = 1;    // passes in a row that bring a down endpoint up
+    unsigned unhealthy_threshold = 3;  // failures in a row that take an up endpoint down
+};
+
 struct upstream_config {
     std::string name;
     std::vector<address> endpoints;
     bool tls = false;               // TLS to the backend (not verified, as nginx's default)
     duration connect_timeout{5000};  // TCP connect, TLS handshake, and the backend's 101
+    // While no endpoint is healthy and undrained, an upgrade waits at most this long (0: not
+    // at all), and at most hold_max of them wait at once; past either, 503 + Retry-After.
+    duration hold_timeout{10000};
+    std::uint64_t hold_max = 1000;
+    std::optional<health_check_config> health_check{};  // unset: passive health only
 };
 
 struct route_config {
     std::string host;  // empty: any host; compared without port, case-insensitively
     std::string path_prefix = "/";
     std::string upstream;
+};
+
+// A drain's Close reason ends in "retry_after_ms=N", N drawn per session from [min, max].
+struct reconnect_hint_config {
+    duration min{5000};
+    duration max{30000};
 };
 
 struct drain_config {
@@ -56,6 +79,7 @@ struct drain_config {
     duration close_timeout{5000};
     std::uint16_t close_code = 1001;
     std::string close_reason = "server draining";
+    std::optional<reconnect_hint_config> reconnect_hint{};  // unset: no hint
 };
 
 struct limits_config {
@@ -126,6 +150,10 @@ std::optional<duration> parse_duration(std::string_view text);
 std::optional<address> parse_address(std::string_view text, bool allow_scheme = false);
 // Whether `host` (a literal address or "localhost") is on the loopback interface.
 bool is_loopback_host(std::string_view host);
+// A drain's Close reason with drain.reconnect_hint: "server draining; retry_after_ms=12000".
+std::string with_reconnect_hint(std::string_view reason, duration retry_after);
+// A retry_after drawn from [min, max] with `random` (any 64 random bits).
+duration draw_retry_after(const reconnect_hint_config& hint, std::uint64_t random);
 // A close code the proxy may send: 1000-1003, 1007-1014, 3000-4999.
 bool is_sendable_close_code(unsigned code);
 

@@ -105,6 +105,13 @@ public:
             return std::nullopt;
         });
     }
+    void read(const YAML::Node& node, const std::string& path, health_check_type& out) {
+        read_scalar(node, path, "tcp or http", out, [](const std::string& text) -> std::optional<health_check_type> {
+            if (text == "tcp") return health_check_type::tcp;
+            if (text == "http") return health_check_type::http;
+            return std::nullopt;
+        });
+    }
     template <std::unsigned_integral T>
     void read(const YAML::Node& node, const std::string& path, T& out);
     template <class T>
@@ -265,12 +272,27 @@ struct schema<admin_config> {
 };
 
 template <>
+struct schema<health_check_config> {
+    static constexpr field<health_check_config> fields[] = {
+        {"type", read_member<&health_check_config::type>},
+        {"path", read_member<&health_check_config::path>},
+        {"interval", read_member<&health_check_config::interval>},
+        {"timeout", read_member<&health_check_config::timeout>},
+        {"healthy_threshold", read_member<&health_check_config::healthy_threshold>},
+        {"unhealthy_threshold", read_member<&health_check_config::unhealthy_threshold>},
+    };
+};
+
+template <>
 struct schema<upstream_config> {
     static constexpr field<upstream_config> fields[] = {
         {"name", read_member<&upstream_config::name>},
         {"endpoints", read_member<&upstream_config::endpoints>},
         {"tls", read_member<&upstream_config::tls>},
         {"connect_timeout", read_member<&upstream_config::connect_timeout>},
+        {"hold_timeout", read_member<&upstream_config::hold_timeout>},
+        {"hold_max", read_member<&upstream_config::hold_max>},
+        {"health_check", read_member<&upstream_config::health_check>},
     };
 };
 
@@ -284,6 +306,14 @@ struct schema<route_config> {
 };
 
 template <>
+struct schema<reconnect_hint_config> {
+    static constexpr field<reconnect_hint_config> fields[] = {
+        {"min", read_member<&reconnect_hint_config::min>},
+        {"max", read_member<&reconnect_hint_config::max>},
+    };
+};
+
+template <>
 struct schema<drain_config> {
     static constexpr field<drain_config> fields[] = {
         {"pre_delay", read_member<&drain_config::pre_delay>},
@@ -292,6 +322,7 @@ struct schema<drain_config> {
         {"close_timeout", read_member<&drain_config::close_timeout>},
         {"close_code", read_member<&drain_config::close_code>},
         {"close_reason", read_member<&drain_config::close_reason>},
+        {"reconnect_hint", read_member<&drain_config::reconnect_hint>},
     };
 };
 

@@ -11,6 +11,7 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "http/forwarding.hpp"
@@ -30,6 +31,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
+// A held upgrade whose endpoint refused the connection tries again after this, at the soonest.
+constexpr std::chrono::milliseconds held_retry_pause{200};
+
 struct header_deadline {
     bool armed = true;   // the read it guards is still under way
     bool fired = false;  // it cancelled that read
@@ -39,7 +43,7 @@ struct header_deadline {
 struct upstream_connection {
     net::stream stream;
     beast::flat_buffer buffer;
-    routing::endpoint* endpoint = nullptr;
+    std::shared_ptr<routing::endpoint> endpoint;
     bool connected = false;
 };
 
@@ -110,7 +114,7 @@ public:
 
     asio::awaitable<void> run();
 
-    void drain_close(std::uint16_t, const std::string&) override {
+    void drain_close(std::uint16_t, const std::string&, net::drain_kind) override {
         closing_ = true;  // the response in flight says Connection: close
         if (idle_) close_now();
     }
@@ -125,18 +129,23 @@ private:
     // The TLS handshake of a listener with TLS; false when it failed (the connection ends).
     asio::awaitable<bool> accept_tls();
     bool keep_alive(bool client_wants) const { return client_wants && !closing_ && !ctx_.refusing; }
-    asio::awaitable<bool> serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
-    asio::awaitable<void> serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, routing::upstream& up);
+    asio::awaitable<bool> serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, const routing::upstream& up);
+    asio::awaitable<void> serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, const routing::upstream& up);
+    // Waits until `up` has an available endpoint, at most until `until`; after a refused
+    // connect (`pause`) at least a moment, or until woken. True when one may be there; false
+    // when the upgrade is to be refused (503).
+    asio::awaitable<bool> hold(const routing::upstream& up, clock::time_point until, bool pause);
     // A connection to an endpoint of `up`. For a WebSocket session (`for_session`) the endpoint's
     // session count is raised at the pick, so that upgrades arriving together spread out; the
     // caller gives it back unless a tunnel takes the session.
-    asio::awaitable<upstream_connection*> connect(routing::upstream& up, bool reuse, bool for_session = false);
-    void count_upgrade(routing::upstream& up, metrics::upgrade_result r) {
-        worker_.stats().upstreams[up.index()].upgrades[static_cast<std::size_t>(r)].add();
+    asio::awaitable<upstream_connection*> connect(const routing::upstream& up, bool reuse, bool for_session = false);
+    void count_upgrade(const routing::upstream& up, metrics::upgrade_result r) {
+        worker_.stats().upstreams[up.metrics_slot()].upgrades[static_cast<std::size_t>(r)].add();
     }
 
     net::worker& worker_;
     front_context& ctx_;
+    std::shared_ptr<const live_config> live_;  // the config of the request under way
     net::stream client_;
     beast::flat_buffer buffer_;
     client_info client_info_;
@@ -150,7 +159,7 @@ private:
 asio::awaitable<bool> connection::accept_tls() {
     const auto context = ctx_.tls.server();  // the certificate as of now; a reload affects later connections
     client_.wrap_tls(*context);
-    client_.expires_after(ctx_.config.limits.header_timeout);
+    client_.expires_after(live_->config.limits.header_timeout);
     auto [ec] = co_await client_.tls()->async_handshake(asio::ssl::stream_base::server, use_tuple);
     if (ec) {
         log::debug("TLS handshake failed", {{"client", client_address_}, {"error", ec.message()}});
@@ -160,12 +169,14 @@ asio::awaitable<bool> connection::accept_tls() {
 }
 
 asio::awaitable<void> connection::run() {
-    const auto& limits = ctx_.config.limits;
-    if (ctx_.config.tls && !co_await accept_tls()) {
+    live_ = ctx_.live[worker_.index()];
+    if (ctx_.tls_listener && !co_await accept_tls()) {
         client_.close();
         co_return;
     }
     for (;;) {
+        live_ = ctx_.live[worker_.index()];  // a reload applies from the next request on
+        const auto& limits = live_->config.limits;
         bhttp::request_parser<bhttp::buffer_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(limits.max_header_bytes, UINT32_MAX)));
         if (limits.max_body_bytes) parser.body_limit(limits.max_body_bytes);
@@ -224,7 +235,7 @@ asio::awaitable<void> connection::run() {
             break;
         }
         const std::string_view target{req.target().data(), req.target().size()};
-        routing::upstream* up = ctx_.router.match({req[bhttp::field::host].data(), req[bhttp::field::host].size()},
+        const routing::upstream* up = live_->router.match({req[bhttp::field::host].data(), req[bhttp::field::host].size()},
                                                   target.substr(0, target.find('?')));
         const bool upgrade = wants_websocket(req);
         if (!up) {
@@ -256,18 +267,19 @@ asio::awaitable<void> connection::run() {
     }
 }
 
-asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up, bool reuse, bool for_session) {
+asio::awaitable<upstream_connection*> connection::connect(const routing::upstream& up, bool reuse, bool for_session) {
     const auto now = clock::now();
     if (reuse && upstream_ && upstream_->connected && upstream_->stream.socket().is_open()) {
         // Keep-alive: the same endpoint serves the client's next request while it is up.
         for (auto& e : up.endpoints())
-            if (e.get() == upstream_->endpoint && e->available(now)) co_return &*upstream_;
+            if (e == upstream_->endpoint && e->available(now)) co_return &*upstream_;
     }
     upstream_.reset();
-    routing::endpoint* ep = up.pick(now, worker_.random());
-    if (!ep) co_return nullptr;
+    const std::shared_ptr<routing::endpoint>* picked = up.pick(now, worker_.random());
+    if (!picked) co_return nullptr;
+    routing::endpoint* ep = picked->get();
     if (for_session) ep->session_opened();
-    upstream_.emplace(upstream_connection{net::stream(worker_.context().get_executor()), {}, ep});
+    upstream_.emplace(upstream_connection{net::stream(worker_.context().get_executor()), {}, *picked});
     const auto& a = ep->address();
     error_code ec;
     const auto address = asio::ip::make_address(a.host, ec);
@@ -281,10 +293,10 @@ asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up,
         auto [rec, results] = co_await resolver.async_resolve(a.host, port, use_tuple);
         for (const auto& r : results) targets.push_back(r.endpoint());
     }
-    upstream_->stream.expires_after(up.connect_timeout());
+    upstream_->stream.expires_after(up.config().connect_timeout);
     auto [cec, connected] = co_await upstream_->stream.tcp_layer().async_connect(targets, use_tuple);
     if (!cec && targets.empty()) cec = asio::error::host_not_found;
-    if (!cec && up.tls()) {
+    if (!cec && up.config().tls) {
         upstream_->stream.wrap_tls(ctx_.tls.client());
         if (by_name) SSL_set_tlsext_host_name(upstream_->stream.tls()->native_handle(), a.host.c_str());  // SNI
         std::tie(cec) = co_await upstream_->stream.tls()->async_handshake(asio::ssl::stream_base::client, use_tuple);
@@ -300,8 +312,31 @@ asio::awaitable<upstream_connection*> connection::connect(routing::upstream& up,
     co_return &*upstream_;
 }
 
+asio::awaitable<bool> connection::hold(const routing::upstream& up, clock::time_point until, bool pause) {
+    // Woken (its timer cancelled) when an endpoint may be back: an undrain, a health check
+    // that passes, a reload. Each second it looks anyway, for an endpoint whose passive
+    // back-off has passed.
+    auto& waiting = ctx_.held[worker_.index()];
+    asio::steady_timer timer{worker_.context()};
+    struct registration {  // the timer leaves the list however the wait ends
+        std::vector<asio::steady_timer*>& list;
+        asio::steady_timer* t;
+        ~registration() { list.erase(std::remove(list.begin(), list.end(), t), list.end()); }
+    } reg{waiting, &timer};
+    waiting.push_back(&timer);
+    for (;;) {
+        const auto now = clock::now();
+        if (ctx_.refusing || closing_) co_return false;
+        if (!pause && up.pick(now)) co_return true;
+        if (now >= until) co_return false;
+        timer.expires_at(std::min(until, now + (pause ? held_retry_pause : std::chrono::milliseconds(1000))));
+        co_await timer.async_wait(use_tuple);
+        pause = false;
+    }
+}
+
 asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser,
-                                                routing::upstream& up) {
+                                                const routing::upstream& up) {
     auto& req = parser.get();
     if (auto why = check_websocket_request(req)) {
         bhttp::response<bhttp::string_body> res{why->status, 11};
@@ -317,7 +352,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         co_await bhttp::async_write(client_, res, use_tuple);
         co_return;
     }
-    const auto& limits = ctx_.config.limits;
+    const auto& limits = live_->config.limits;
     if (ctx_.sessions.fetch_add(1) >= static_cast<std::int64_t>(limits.max_sessions)) {
         ctx_.sessions.fetch_sub(1);
         count_upgrade(up, metrics::upgrade_result::rejected_limit);
@@ -344,16 +379,66 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         }
     } client_slot{&ctx_.per_client, client_info_.address};
 
-    upstream_connection* conn = co_await connect(up, false, true);
     struct endpoint_slot {  // the count raised at the pick, given back unless a tunnel takes it
-        routing::endpoint* endpoint;
+        routing::endpoint* endpoint = nullptr;
         ~endpoint_slot() {
             if (endpoint) endpoint->session_closed();
         }
-    } endpoint_slot{conn ? conn->endpoint : nullptr};
+    } endpoint_slot;
+    struct held_slot {  // this upgrade among the upstream's held ones, while it waits
+        routing::upstream_state* state = nullptr;
+        metrics::gauge* gauge = nullptr;
+        void release() {
+            if (!state) return;
+            state->held.fetch_sub(1, std::memory_order_relaxed);
+            gauge->add(-1);
+            state = nullptr;
+        }
+        ~held_slot() { release(); }
+    } held_slot;
+    // With no endpoint available the upgrade is held until one is. An upgrade that was held
+    // and then finds its endpoint still refusing (a backend that is starting) waits again;
+    // one that was never held gets 502 for that, as any other request.
+    const auto hold_until = clock::now() + up.config().hold_timeout;
+    bool held = false;
+    upstream_connection* conn = nullptr;
+    for (;;) {
+        conn = co_await connect(up, false, true);
+        if (conn) endpoint_slot.endpoint = conn->endpoint.get();
+        if (conn && (conn->connected || !held)) break;
+        const bool refused = conn != nullptr;
+        if (refused) {  // refused after a hold: its count goes back, and the upgrade waits again
+            endpoint_slot.endpoint->session_closed();
+            endpoint_slot.endpoint = nullptr;
+            upstream_.reset();
+        }
+        if (!held && clock::now() < hold_until) {
+            if (up.state().held.fetch_add(1, std::memory_order_relaxed) >= up.config().hold_max) {
+                up.state().held.fetch_sub(1, std::memory_order_relaxed);
+            } else {
+                held = true;
+                held_slot.state = &up.state();
+                held_slot.gauge = &worker_.stats().upstreams[up.metrics_slot()].upgrades_held;
+                held_slot.gauge->add(1);
+            }
+        }
+        if (!held || !co_await hold(up, hold_until, refused)) {
+            conn = nullptr;
+            break;
+        }
+    }
+    held_slot.release();
+    if (!conn && ctx_.refusing) {  // a drain began closing while the upgrade was held
+        count_upgrade(up, metrics::upgrade_result::rejected_draining);
+        co_await send_error(client_, {bhttp::status::service_unavailable, "draining", true}, 11, false);
+        co_return;
+    }
     if (!conn) {
         count_upgrade(up, metrics::upgrade_result::backend_error);
-        co_await send_error(client_, {bhttp::status::service_unavailable, "no healthy backend", true}, 11, false);
+        co_await send_error(client_,
+                            {bhttp::status::service_unavailable,
+                             held ? "no healthy backend within upstreams[].hold_timeout" : "no healthy backend", true},
+                            11, false);
         co_return;
     }
     if (!conn->connected) {
@@ -364,7 +449,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     bhttp::request<bhttp::empty_body> forward{std::move(req.base())};
     prepare_upstream_request(forward, client_info_, true);
     // The backend has upstreams[].connect_timeout to answer the handshake.
-    conn->stream.expires_after(up.connect_timeout());
+    conn->stream.expires_after(up.config().connect_timeout);
     auto [wec, wn] = co_await bhttp::async_write(conn->stream, forward, use_tuple);
     bhttp::response_parser<bhttp::buffer_body> rp;
     rp.body_limit(boost::none);
@@ -403,20 +488,26 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     count_upgrade(up, metrics::upgrade_result::ok);
 
     relay::tunnel_params params;
-    params.max_frame_bytes = ctx_.config.limits.max_frame_bytes;
+    const config::proxy_config& cfg = live_->config;
+    params.max_frame_bytes = cfg.limits.max_frame_bytes;
     params.allowed_rsv = rsv;
-    params.ping_interval = ctx_.config.keepalive.ping_interval;
-    params.keepalive_timeout = ctx_.config.keepalive.timeout;
-    params.close_timeout = ctx_.config.drain.close_timeout;
-    params.upstream = &up;
+    params.ping_interval = cfg.keepalive.ping_interval;
+    params.keepalive_timeout = cfg.keepalive.timeout;
+    params.close_timeout = cfg.drain.close_timeout;
     params.endpoint = conn->endpoint;
     params.client_address = client_address_;
     params.session_count = slot.count;
     params.per_client = client_slot.sessions;
     params.client_ip = client_info_.address;
     params.read_size = static_cast<std::size_t>(std::min<std::uint64_t>(limits.session_buffer_bytes, net::worker::scratch_size));
-    params.drain_close_code = ctx_.config.drain.close_code;
-    params.drain_close_reason = ctx_.config.drain.close_reason;
+    params.drain_close_code = cfg.drain.close_code;
+    params.drain_close_reason = cfg.drain.close_reason;
+    params.retire_close_reason = net::endpoint_drain_reason;
+    if (const auto& hint = cfg.drain.reconnect_hint) {
+        const auto retry_after = config::draw_retry_after(*hint, worker_.random());
+        params.drain_close_reason = config::with_reconnect_hint(cfg.drain.close_reason, retry_after);
+        params.retire_close_reason = config::with_reconnect_hint(net::endpoint_drain_reason, retry_after);
+    }
     slot.count = nullptr;
     client_slot.sessions = nullptr;
     endpoint_slot.endpoint = nullptr;
@@ -430,7 +521,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
 }
 
 asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser,
-                                              routing::upstream& up) {
+                                              const routing::upstream& up) {
     auto& req = parser.get();
     const bool client_keep_alive = req.keep_alive();
     const bool head = req.method() == bhttp::verb::head;
@@ -514,6 +605,10 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
 }
 
 }  // namespace
+
+void wake_held(net::worker& w, front_context& ctx) {
+    for (asio::steady_timer* t : ctx.held[w.index()]) t->cancel();
+}
 
 asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket) {
     connection c{w, ctx, std::move(socket)};

@@ -5,10 +5,13 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "config/config.hpp"
 #include "net/client_sessions.hpp"
@@ -29,18 +32,33 @@ inline constexpr std::chrono::seconds body_idle_timeout{60};
 // How long accepting pauses after an error such as running out of file descriptors.
 inline constexpr std::chrono::milliseconds accept_retry{100};
 
+// What a reload replaces: the config and the router built from it. Immutable once
+// published; a request takes the current one when it starts and keeps it to its end.
+struct live_config {
+    live_config(config::proxy_config c, const routing::router* previous, const routing::router::slot_allocator& slot_of)
+        : config(std::move(c)), router(config, previous, slot_of) {}
+    const config::proxy_config config;
+    const routing::router router;
+};
+
 // State every connection of every thread shares; read-mostly.
 struct front_context {
-    front_context(const config::proxy_config& c, routing::router& r, net::tls_contexts& t)
-        : config(c), router(r), tls(t) {}
+    front_context(std::shared_ptr<const live_config> first, unsigned threads, bool listener_tls, net::tls_contexts& t)
+        : live(threads, first), held(threads), tls_listener(listener_tls), tls(t) {}
 
-    const config::proxy_config& config;
-    routing::router& router;
-    net::tls_contexts& tls;                 // the listener's TLS (when config.tls) and TLS to backends
+    // The config in force, one copy per event loop, each written only on its own loop.
+    std::vector<std::shared_ptr<const live_config>> live;
+    // Upgrades waiting for an endpoint, per event loop: waking them cancels their timers.
+    std::vector<std::vector<asio::steady_timer*>> held;
+    const bool tls_listener;                // the listener speaks TLS (fixed at start)
+    net::tls_contexts& tls;                 // the listener's TLS (when tls_listener) and TLS to backends
     std::atomic<std::int64_t> sessions{0};  // open WebSocket sessions, for limits.max_sessions
     net::client_sessions per_client;        // for limits.max_sessions_per_client
     std::atomic<bool> refusing{false};      // draining past its pre-delay: new requests get 503
 };
+
+// On worker `w`'s thread: the held upgrades of that loop look for an endpoint again.
+void wake_held(net::worker& w, front_context& ctx);
 
 // Serves one client connection on worker `w`'s thread until it closes or upgrades.
 asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket);

@@ -24,7 +24,15 @@ const char* to_string(drop_reason r) { return r == drop_reason::after_close ? "a
 
 registry::registry(std::vector<std::string> upstream_names, unsigned threads, std::string version)
     : upstream_names_(std::move(upstream_names)), version_(std::move(version)) {
-    for (unsigned i = 0; i < threads; ++i) shards_.push_back(std::make_unique<thread_shard>(upstream_names_.size()));
+    for (unsigned i = 0; i < threads; ++i) shards_.push_back(std::make_unique<thread_shard>(max_upstream_names));
+}
+
+std::optional<std::size_t> registry::slot_of(const std::string& name) {
+    for (std::size_t i = 0; i < upstream_names_.size(); ++i)
+        if (upstream_names_[i] == name) return i;
+    if (upstream_names_.size() == max_upstream_names) return std::nullopt;
+    upstream_names_.push_back(name);
+    return upstream_names_.size() - 1;
 }
 
 registry::~registry() = default;
@@ -98,6 +106,12 @@ std::string registry::serialize(const drain_view& drain, const std::vector<endpo
         out.back().metric.push_back(sample(sum([&](auto& s) { return s.upstreams[u].sessions_active.value(); }),
                                            MetricType::Gauge, {{"upstream", upstream_names_[u]}}));
 
+    out.push_back(family("wsdrain_upgrades_held", "Upgrades waiting for a healthy, undrained endpoint.",
+                         MetricType::Gauge));
+    for (std::size_t u = 0; u < upstream_names_.size(); ++u)
+        out.back().metric.push_back(sample(sum([&](auto& s) { return s.upstreams[u].upgrades_held.value(); }),
+                                           MetricType::Gauge, {{"upstream", upstream_names_[u]}}));
+
     gauge_family("wsdrain_http_requests_in_flight", "Plain HTTP requests being proxied.",
                  sum([](auto& s) { return s.http_requests_in_flight.value(); }));
 
@@ -157,7 +171,16 @@ std::string registry::serialize(const drain_view& drain, const std::vector<endpo
                                                {{"direction", to_string(static_cast<direction>(d))},
                                                 {"reason", to_string(static_cast<drop_reason>(r))}}));
 
-    out.push_back(family("wsdrain_upstream_endpoint_up", "1 while an endpoint takes new sessions.", MetricType::Gauge));
+    out.push_back(family("wsdrain_config_reloads_total", "Config reloads (SIGHUP, POST /reload) by result.",
+                         MetricType::Counter));
+    out.back().metric.push_back(sample(static_cast<double>(reloads_ok_.value()), MetricType::Counter, {{"result", "ok"}}));
+    out.back().metric.push_back(
+        sample(static_cast<double>(reloads_error_.value()), MetricType::Counter, {{"result", "error"}}));
+
+    out.push_back(family("wsdrain_upstream_endpoint_up",
+                         "1 while an endpoint is healthy (by its health checks, or else by connect failures); a "
+                         "drained endpoint may be up.",
+                         MetricType::Gauge));
     for (const auto& e : endpoints)
         out.back().metric.push_back(
             sample(e.up ? 1 : 0, MetricType::Gauge, {{"endpoint", e.endpoint}, {"upstream", e.upstream}}));

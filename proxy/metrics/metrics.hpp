@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,11 +79,12 @@ struct upstream_shard {
     std::array<counter, upgrade_result_count> upgrades;
     std::array<counter, close_reason_count> sessions_closed;
     gauge sessions_active;
+    gauge upgrades_held;  // waiting for an endpoint (SPEC section 8)
     histogram<session_duration_bounds.size()> session_duration{session_duration_bounds};
 };
 
 struct thread_shard {
-    explicit thread_shard(std::size_t upstream_count) : upstreams(upstream_count) {}
+    explicit thread_shard(std::size_t upstream_slots) : upstreams(upstream_slots) {}
 
     std::array<counter, direction_count> frames;
     std::array<counter, direction_count> bytes;
@@ -97,6 +99,7 @@ struct thread_shard {
     counter partial_closed_clean;
     counter partial_closed_forced;
     histogram<close_handshake_bounds.size()> close_handshake{close_handshake_bounds};
+    // Indexed by an upstream's metrics slot; sized once, for every name the process may see.
     std::vector<upstream_shard> upstreams;
 };
 
@@ -118,11 +121,18 @@ struct endpoint_view {
 
 class registry {
 public:
+    // Upstream names have a slot each, for the life of the process: a reload may add names
+    // (an upstream removed by a reload keeps its series, its sessions_active going to 0).
+    static constexpr std::size_t max_upstream_names = 256;
+
     registry(std::vector<std::string> upstream_names, unsigned threads, std::string version);
     ~registry();
 
     thread_shard& shard(unsigned thread) { return *shards_[thread]; }
-    const std::vector<std::string>& upstream_names() const { return upstream_names_; }
+    // The slot of `name`, given a new one if needed; nullopt when all are taken. Loop 0 only.
+    std::optional<std::size_t> slot_of(const std::string& name);
+    // Config reloads by result (wsdrain_config_reloads_total). Loop 0 only.
+    void count_reload(bool ok) { (ok ? reloads_ok_ : reloads_error_).add(); }
 
     // Sums sessions_active over the threads.
     std::int64_t sessions_active() const;
@@ -131,9 +141,10 @@ public:
     std::string serialize(const drain_view& drain, const std::vector<endpoint_view>& endpoints) const;
 
 private:
-    std::vector<std::string> upstream_names_;
+    std::vector<std::string> upstream_names_;  // by slot; read at scrape time on loop 0 too
     std::vector<std::unique_ptr<thread_shard>> shards_;
     std::string version_;
+    counter reloads_ok_, reloads_error_;
 };
 
 }  // namespace wsdrain::metrics

@@ -13,7 +13,7 @@ worker::worker(unsigned index, metrics::thread_shard& stats)
 
 void worker::force_close_all() {
     // Each is unlinked before it is told: force_close() may end it (and unlink it) at once.
-    for (session_list* list : {&sessions_, &chosen_, &closing_, &connections_})
+    for (session_list* list : {&sessions_, &chosen_, &retiring_, &closing_, &connections_})
         while (!list->empty()) {
             session_link& s = list->front();
             s.unlink();

@@ -19,6 +19,13 @@ namespace wsdrain::net {
 
 namespace asio = boost::asio;
 
+// Which drain asked a session to close: a full drain, a partial one (POST /drain?fraction=),
+// or the drain of its endpoint or upstream (Close 1012).
+enum class drain_kind : std::uint8_t { full, partial, endpoint };
+
+// The reason of the Close 1012 sent for the drain of an endpoint or upstream.
+inline constexpr const char* endpoint_drain_reason = "backend restarting";
+
 // What the control side may ask of a session or connection, always on its own thread.
 class session_link
     : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
@@ -27,7 +34,7 @@ public:
     // Begins a graceful close: a WebSocket session sends its client `code` and `reason` at
     // the next message boundary and completes the handshake on both legs; an HTTP connection
     // closes now if idle, else after the response in flight (which says Connection: close).
-    virtual void drain_close(std::uint16_t code, const std::string& reason) = 0;
+    virtual void drain_close(std::uint16_t code, const std::string& reason, drain_kind kind) = 0;
     // Ends at once: a Close frame where a socket takes it now, then FIN.
     virtual void force_close() = 0;
     // The backend endpoint a WebSocket session is relayed to (a partial drain chooses evenly
@@ -53,7 +60,9 @@ public:
     // WebSocket sessions a partial drain has chosen and not yet asked to close, in the order
     // it will ask them.
     session_list& chosen() { return chosen_; }
-    // WebSocket sessions asked to close by a drain (full or partial).
+    // WebSocket sessions of drained endpoints not yet asked to close, in the order they will be.
+    session_list& retiring() { return retiring_; }
+    // WebSocket sessions asked to close by a drain (full, partial or of their endpoint).
     session_list& closing() { return closing_; }
     // Client HTTP connections that have not become sessions.
     session_list& connections() { return connections_; }
@@ -84,6 +93,7 @@ private:
     metrics::thread_shard& stats_;
     session_list sessions_;
     session_list chosen_;
+    session_list retiring_;
     session_list closing_;
     session_list connections_;
     bool draining_ = false;

@@ -119,7 +119,7 @@ void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_trans
         if (!l.tls) l.socket.non_blocking(true, ec);  // plain legs are read and written in place
         l.raw().set_option(tcp::no_delay(true), ec);
     }
-    w.stats().upstreams[self->params_.upstream->index()].sessions_active.add(1);
+    w.stats().upstreams[self->params_.endpoint->metrics_slot()].sessions_active.add(1);
     if (self->params_.ping_interval.count() > 0) self->next_ping_ = self->started_ + self->params_.ping_interval;
     self->arm_timer();
 
@@ -127,7 +127,11 @@ void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_trans
     if (!downstream_early.empty()) self->relay(leg_id::downstream, downstream_early.data(), downstream_early.size());
     self->read(leg_id::downstream);
     self->read(leg_id::upstream);
-    if (w.closing_sessions()) self->drain_close(self->params_.drain_close_code, self->params_.drain_close_reason);
+    if (w.closing_sessions()) {
+        self->drain_close(self->params_.drain_close_code, self->params_.drain_close_reason, net::drain_kind::full);
+    } else if (self->params_.endpoint->drained()) {  // drained while this upgrade was under way
+        self->drain_close(codec::close_code::service_restart, self->params_.retire_close_reason, net::drain_kind::endpoint);
+    }
 }
 
 // --- reading ---------------------------------------------------------------------------
@@ -579,9 +583,10 @@ void tunnel::close_leg(leg_id l) {
     if (leg_of(other(l)).finished) finish();
 }
 
-void tunnel::drain_close(std::uint16_t code, const std::string& reason) {
+void tunnel::drain_close(std::uint16_t code, const std::string& reason, net::drain_kind kind) {
     if (finished_ || close_seen_) return;  // a close is already under way: it goes on as it is
     drained_ = true;
+    drain_kind_ = kind;
     message_wait_until_ = clock::now() + message_boundary_wait;
     queue_close(leg_id::downstream, code, reason);
     pump_injections(leg_id::downstream);
@@ -622,14 +627,15 @@ void tunnel::finish() {
         reason = clean ? metrics::close_reason::drain_clean : metrics::close_reason::drain_forced;
 
     metrics::thread_shard& stats = worker_.stats();
-    auto& up = stats.upstreams[params_.upstream->index()];
+    auto& up = stats.upstreams[params_.endpoint->metrics_slot()];
     up.sessions_active.add(-1);
     up.sessions_closed[static_cast<std::size_t>(reason)].add();
     const double duration = std::chrono::duration<double>(now - started_).count();
     up.session_duration.observe(duration);
     if (clean) stats.close_handshake.observe(std::chrono::duration<double>(now - close_started_).count());
     if (worker_.draining()) (clean ? stats.drain_closed_clean : stats.drain_closed_forced).add();
-    else if (drained_) (clean ? stats.partial_closed_clean : stats.partial_closed_forced).add();
+    else if (drained_ && drain_kind_ == net::drain_kind::partial)
+        (clean ? stats.partial_closed_clean : stats.partial_closed_forced).add();
     params_.endpoint->session_closed();
     if (params_.session_count) params_.session_count->fetch_sub(1, std::memory_order_relaxed);
     if (params_.per_client) params_.per_client->release(params_.client_ip);
@@ -642,7 +648,7 @@ void tunnel::finish() {
     const stream& down_stream = stream_from(leg_id::upstream);
     log::info("session closed", {{"session", id_},
                                  {"client", params_.client_address},
-                                 {"upstream", params_.upstream->name()},
+                                 {"upstream", params_.endpoint->upstream_name()},
                                  {"endpoint", params_.endpoint->name()},
                                  {"duration_s", duration},
                                  {"frames_to_backend", up_stream.frames},

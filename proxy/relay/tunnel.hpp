@@ -31,7 +31,6 @@ class client_sessions;
 }  // namespace wsdrain::net
 
 namespace wsdrain::routing {
-class upstream;
 class endpoint;
 }  // namespace wsdrain::routing
 
@@ -47,8 +46,8 @@ struct tunnel_params {
     std::chrono::milliseconds ping_interval{30000};
     std::chrono::milliseconds keepalive_timeout{10000};
     std::chrono::milliseconds close_timeout{5000};
-    routing::upstream* upstream = nullptr;
-    routing::endpoint* endpoint = nullptr;  // counts this session already; the tunnel gives it back
+    // Counts this session already; the tunnel gives it back. Its upstream names the metrics.
+    std::shared_ptr<routing::endpoint> endpoint;
     std::string client_address;
     std::atomic<std::int64_t>* session_count = nullptr;  // decremented when the session ends
     net::client_sessions* per_client = nullptr;          // released for client_ip when it ends
@@ -56,6 +55,7 @@ struct tunnel_params {
     std::size_t read_size = 64 * 1024;  // at most net::worker::scratch_size
     std::uint16_t drain_close_code = 1001;               // for a session born during a drain
     std::string drain_close_reason;
+    std::string retire_close_reason;  // with 1012, for a session born on a drained endpoint
 };
 
 class tunnel final : public net::session_link {
@@ -66,9 +66,9 @@ public:
                       tunnel_params params, std::span<const std::uint8_t> downstream_early,
                       std::span<const std::uint8_t> upstream_early);
 
-    void drain_close(std::uint16_t code, const std::string& reason) override;
+    void drain_close(std::uint16_t code, const std::string& reason, net::drain_kind kind) override;
     void force_close() override;
-    const routing::endpoint* upstream_endpoint() const override { return params_.endpoint; }
+    const routing::endpoint* upstream_endpoint() const override { return params_.endpoint.get(); }
 
     // How long a drain Close waits for the message in flight to the client to end.
     static constexpr std::chrono::seconds message_boundary_wait{1};
@@ -172,6 +172,7 @@ private:
     leg_id close_initiator_ = leg_id::downstream;
     bool close_by_proxy_ = false;
     bool drained_ = false;  // a drain asked this session to close
+    net::drain_kind drain_kind_ = net::drain_kind::full;
     bool close_seen_ = false;
     std::uint16_t first_close_code_ = codec::close_code::abnormal;
     verdict verdict_ = verdict::none;

@@ -18,22 +18,66 @@ void endpoint::connect_failed(clock::time_point now) {
 
 void endpoint::connect_succeeded() { failures_.store(0, std::memory_order_relaxed); }
 
+// The health checker is the only writer of checked_up_ and streak_.
+bool endpoint::check_passed(unsigned healthy_threshold) {
+    if (checked_up_.load(std::memory_order_relaxed)) {
+        streak_.store(0, std::memory_order_relaxed);
+        return false;
+    }
+    const unsigned n = streak_.load(std::memory_order_relaxed) + 1;
+    if (n < healthy_threshold) {
+        streak_.store(n, std::memory_order_relaxed);
+        return false;
+    }
+    streak_.store(0, std::memory_order_relaxed);
+    drained_.store(false, std::memory_order_relaxed);  // back after a restart: its drain is over
+    checked_up_.store(true, std::memory_order_relaxed);
+    return true;
+}
+
+bool endpoint::check_failed(unsigned unhealthy_threshold) {
+    if (!checked_up_.load(std::memory_order_relaxed)) {
+        streak_.store(0, std::memory_order_relaxed);
+        return false;
+    }
+    const unsigned n = streak_.load(std::memory_order_relaxed) + 1;
+    if (n < unhealthy_threshold) {
+        streak_.store(n, std::memory_order_relaxed);
+        return false;
+    }
+    streak_.store(0, std::memory_order_relaxed);
+    checked_up_.store(false, std::memory_order_relaxed);
+    return true;
+}
+
+bool endpoint::up() const {
+    if (checked()) return checked_up_.load(std::memory_order_relaxed);
+    return failures_.load(std::memory_order_relaxed) < failures_until_down;
+}
+
 bool endpoint::available(clock::time_point now) const {
+    if (drained()) return false;
+    if (checked()) return checked_up_.load(std::memory_order_relaxed);
     return up() || ns(now) >= retry_at_ns_.load(std::memory_order_relaxed);
 }
 
-upstream::upstream(std::size_t index, const config::upstream_config& cfg)
-    : index_(index), name_(cfg.name), tls_(cfg.tls), connect_timeout_(cfg.connect_timeout) {
-    for (const auto& a : cfg.endpoints) endpoints_.push_back(std::make_unique<endpoint>(a));
+upstream::upstream(const config::upstream_config& cfg, std::shared_ptr<upstream_state> state,
+                   std::vector<std::shared_ptr<endpoint>> endpoints)
+    : config_(cfg), state_(std::move(state)), endpoints_(std::move(endpoints)) {}
+
+const std::shared_ptr<endpoint>* upstream::find(std::string_view endpoint_name) const {
+    for (const auto& e : endpoints_)
+        if (e->name() == endpoint_name) return &e;
+    return nullptr;
 }
 
-endpoint* upstream::pick(clock::time_point now, std::uint64_t rotation) {
-    endpoint* best = nullptr;
+const std::shared_ptr<endpoint>* upstream::pick(clock::time_point now, std::uint64_t rotation) const {
+    const std::shared_ptr<endpoint>* best = nullptr;
     const std::size_t n = endpoints_.size();
     for (std::size_t i = 0; i < n; ++i) {
-        endpoint* e = endpoints_[(i + rotation) % n].get();
+        const std::shared_ptr<endpoint>& e = endpoints_[(i + rotation) % n];
         if (!e->available(now)) continue;
-        if (!best || e->active_sessions() < best->active_sessions()) best = e;
+        if (!best || e->active_sessions() < (*best)->active_sessions()) best = &e;
     }
     return best;
 }
@@ -51,12 +95,25 @@ std::string normalize_host(std::string_view host) {
     return out;
 }
 
-router::router(const config::proxy_config& cfg) {
-    for (const auto& u : cfg.upstreams) upstreams_.push_back(std::make_unique<upstream>(upstreams_.size(), u));
+router::router(const config::proxy_config& cfg)
+    : router(cfg, nullptr, [n = std::size_t{0}](const std::string&) mutable { return n++; }) {}
+
+router::router(const config::proxy_config& cfg, const router* previous, const slot_allocator& slot_of) {
+    for (const auto& u : cfg.upstreams) {
+        const upstream* before = previous ? previous->find(u.name) : nullptr;
+        auto state = before ? before->shared_state() : std::make_shared<upstream_state>(slot_of(u.name));
+        std::vector<std::shared_ptr<endpoint>> endpoints;
+        for (const auto& a : u.endpoints) {
+            const auto* kept = before ? before->find(a.to_string()) : nullptr;
+            if (std::any_of(endpoints.begin(), endpoints.end(), [&](auto& e) { return e->address() == a; })) continue;
+            endpoints.push_back(kept ? *kept : std::make_shared<endpoint>(u.name, state->metrics_slot, a));
+        }
+        upstreams_.push_back(std::make_unique<upstream>(u, std::move(state), std::move(endpoints)));
+    }
     for (const auto& r : cfg.routes) {
-        auto it = std::find_if(upstreams_.begin(), upstreams_.end(), [&](auto& u) { return u->name() == r.upstream; });
-        if (it == upstreams_.end()) continue;  // config::validate() rejects this before we get here
-        routes_.push_back({normalize_host(r.host), r.path_prefix, it->get()});
+        const upstream* target = find(r.upstream);
+        if (!target) continue;  // config::validate() rejects this before we get here
+        routes_.push_back({normalize_host(r.host), r.path_prefix, target});
     }
     std::stable_sort(routes_.begin(), routes_.end(), [](const route& a, const route& b) {
         if (a.host.empty() != b.host.empty()) return !a.host.empty();
@@ -64,7 +121,13 @@ router::router(const config::proxy_config& cfg) {
     });
 }
 
-upstream* router::match(std::string_view host, std::string_view path) {
+const upstream* router::find(std::string_view name) const {
+    for (const auto& u : upstreams_)
+        if (u->name() == name) return u.get();
+    return nullptr;
+}
+
+const upstream* router::match(std::string_view host, std::string_view path) const {
     const std::string h = normalize_host(host);
     for (const route& r : routes_)
         if ((r.host.empty() || r.host == h) && path.starts_with(r.prefix)) return r.target;

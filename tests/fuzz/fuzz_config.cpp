@@ -63,13 +63,22 @@ std::string to_yaml(const proxy_config& c) {
     y += "listen: " + quoted(c.listen.to_string()) + "\n";
     y += "threads: " + std::to_string(c.threads) + "\n";
     if (c.tls) y += "tls:\n  cert: " + quoted(c.tls->cert) + "\n  key: " + quoted(c.tls->key) + "\n";
-    y += "admin:\n  listen: " + quoted(c.admin.listen.to_string()) + "\n  token: " + quoted(c.admin.token) + "\n";
+    y += "admin:\n  listen: " + quoted(c.admin.listen.to_string()) + "\n  token: " + quoted(c.admin.token) +
+         "\n  allow_remote_without_token: " + (c.admin.allow_remote_without_token ? "true" : "false") + "\n";
     y += "upstreams:" + std::string(c.upstreams.empty() ? " []" : "") + "\n";
     for (const upstream_config& u : c.upstreams) {
         y += "  - name: " + quoted(u.name) + "\n    endpoints: [";
         for (std::size_t i = 0; i < u.endpoints.size(); ++i)
             y += (i ? ", " : "") + quoted(u.endpoints[i].to_string());
-        y += "]\n";
+        y += "]\n    tls: " + std::string(u.tls ? "true" : "false") + "\n    connect_timeout: " + ms(u.connect_timeout) +
+             "\n    hold_timeout: " + ms(u.hold_timeout) + "\n    hold_max: " + std::to_string(u.hold_max) + "\n";
+        if (const auto& h = u.health_check) {
+            y += "    health_check:\n      type: " + std::string(h->type == health_check_type::http ? "http" : "tcp") +
+                 "\n      path: " + quoted(h->path) + "\n      interval: " + ms(h->interval) +
+                 "\n      timeout: " + ms(h->timeout) + "\n      healthy_threshold: " +
+                 std::to_string(h->healthy_threshold) + "\n      unhealthy_threshold: " +
+                 std::to_string(h->unhealthy_threshold) + "\n";
+        }
     }
     y += "routes:" + std::string(c.routes.empty() ? " []" : "") + "\n";
     for (const route_config& r : c.routes) {
@@ -80,10 +89,14 @@ std::string to_yaml(const proxy_config& c) {
     y += "drain:\n  pre_delay: " + ms(d.pre_delay) + "\n  spread: " + ms(d.spread) + "\n  timeout: " + ms(d.timeout) +
          "\n  close_timeout: " + ms(d.close_timeout) + "\n  close_code: " + std::to_string(d.close_code) +
          "\n  close_reason: " + quoted(d.close_reason) + "\n";
+    if (const auto& h = d.reconnect_hint) y += "  reconnect_hint: {min: " + ms(h->min) + ", max: " + ms(h->max) + "}\n";
     const limits_config& l = c.limits;
     y += "limits:\n  max_sessions: " + std::to_string(l.max_sessions) +
          "\n  max_header_bytes: " + std::to_string(l.max_header_bytes) + "\n  header_timeout: " + ms(l.header_timeout) +
-         "\n  max_frame_bytes: " + std::to_string(l.max_frame_bytes) + "\n";
+         "\n  max_frame_bytes: " + std::to_string(l.max_frame_bytes) +
+         "\n  max_sessions_per_client: " + std::to_string(l.max_sessions_per_client) +
+         "\n  max_body_bytes: " + std::to_string(l.max_body_bytes) +
+         "\n  session_buffer_bytes: " + std::to_string(l.session_buffer_bytes) + "\n";
     y += "keepalive:\n  ping_interval: " + ms(c.keepalive.ping_interval) + "\n  timeout: " + ms(c.keepalive.timeout) +
          "\n";
     y += "log:\n  level: " + quoted(c.log.level) +

@@ -411,7 +411,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::string_view target{req.target().data(), req.target().size()};
         const std::string_view host{req[bhttp::field::host].data(), req[bhttp::field::host].size()};
         const std::string_view path = target.substr(0, target.find('?'));
-        routing::upstream* up = f.router->match(host, path);
+        const routing::upstream* up = f.router->match(host, path);
         // The longest matching prefix among the host-less routes, unless the host route won.
         if (up && up->name() != "chat") {
             CHECK(up->name() == (path.starts_with("/api/") ? "api" : "app"), std::string(target));

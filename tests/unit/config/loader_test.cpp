@@ -60,14 +60,23 @@ std::string dump(const proxy_config& c) {
     for (const upstream_config& u : c.upstreams) {
         out << "upstream " << u.name;
         for (const address& endpoint : u.endpoints) out << " " << endpoint.to_string();
-        out << " tls " << u.tls << " connect_timeout " << u.connect_timeout.count() << "\n";
+        out << " tls " << u.tls << " connect_timeout " << u.connect_timeout.count() << " hold "
+            << u.hold_timeout.count() << " " << u.hold_max;
+        if (const auto& h = u.health_check) {
+            out << " health " << (h->type == health_check_type::http ? "http " + h->path : "tcp") << " "
+                << h->interval.count() << " " << h->timeout.count() << " " << h->healthy_threshold << " "
+                << h->unhealthy_threshold;
+        }
+        out << "\n";
     }
     for (const route_config& r : c.routes) {
         out << "route host '" << r.host << "' prefix '" << r.path_prefix << "' upstream " << r.upstream << "\n";
     }
     const drain_config& d = c.drain;
     out << "drain " << d.pre_delay.count() << " " << d.spread.count() << " " << d.timeout.count() << " "
-        << d.close_timeout.count() << " " << d.close_code << " '" << d.close_reason << "'\n";
+        << d.close_timeout.count() << " " << d.close_code << " '" << d.close_reason << "'";
+    if (d.reconnect_hint) out << " hint " << d.reconnect_hint->min.count() << " " << d.reconnect_hint->max.count();
+    out << "\n";
     const limits_config& l = c.limits;
     out << "limits " << l.max_sessions << " " << l.max_header_bytes << " " << l.header_timeout.count() << " "
         << l.max_frame_bytes << " " << l.max_sessions_per_client << " " << l.max_body_bytes << " "
@@ -136,6 +145,10 @@ TEST(config_load, every_key_overrides_its_default) {
         "    endpoints: [10.0.0.1:9000, backend.internal:9001]",
         "    tls: true",
         "    connect_timeout: 750ms",
+        "    hold_timeout: 30s",
+        "    hold_max: 50",
+        "    health_check: { type: http, path: /ready, interval: 500ms, timeout: 250ms,",
+        "                    healthy_threshold: 2, unhealthy_threshold: 4 }",
         "  - name: api",
         "    endpoints: [10.0.0.2:80]",
         "routes:",
@@ -150,6 +163,7 @@ TEST(config_load, every_key_overrides_its_default) {
         "  close_timeout: 1.5s",
         "  close_code: 1012",
         "  close_reason: restarting",
+        "  reconnect_hint: { min: 1s, max: 9s }",
         "limits:",
         "  max_sessions: 10",
         "  max_header_bytes: 8192",
@@ -174,6 +188,18 @@ TEST(config_load, every_key_overrides_its_default) {
     EXPECT_EQ(c.upstreams[0].connect_timeout, 750ms);
     EXPECT_FALSE(c.upstreams[1].tls);
     EXPECT_EQ(c.upstreams[1].connect_timeout, 5s);
+    EXPECT_EQ(c.upstreams[0].hold_timeout, 30s);
+    EXPECT_EQ(c.upstreams[0].hold_max, 50u);
+    ASSERT_TRUE(c.upstreams[0].health_check.has_value());
+    EXPECT_EQ(c.upstreams[0].health_check->type, health_check_type::http);
+    EXPECT_EQ(c.upstreams[0].health_check->path, "/ready");
+    EXPECT_EQ(c.upstreams[0].health_check->interval, 500ms);
+    EXPECT_EQ(c.upstreams[0].health_check->timeout, 250ms);
+    EXPECT_EQ(c.upstreams[0].health_check->healthy_threshold, 2u);
+    EXPECT_EQ(c.upstreams[0].health_check->unhealthy_threshold, 4u);
+    EXPECT_EQ(c.upstreams[1].hold_timeout, 10s);
+    EXPECT_EQ(c.upstreams[1].hold_max, 1000u);
+    EXPECT_FALSE(c.upstreams[1].health_check.has_value());
     EXPECT_EQ(c.upstreams[0].name, "chat");
     EXPECT_EQ(c.upstreams[0].endpoints, (std::vector<address>{{"10.0.0.1", 9000}, {"backend.internal", 9001}}));
     EXPECT_EQ(c.upstreams[1].name, "api");
@@ -191,6 +217,9 @@ TEST(config_load, every_key_overrides_its_default) {
     EXPECT_EQ(c.drain.close_timeout, 1500ms);
     EXPECT_EQ(c.drain.close_code, 1012);
     EXPECT_EQ(c.drain.close_reason, "restarting");
+    ASSERT_TRUE(c.drain.reconnect_hint.has_value());
+    EXPECT_EQ(c.drain.reconnect_hint->min, 1s);
+    EXPECT_EQ(c.drain.reconnect_hint->max, 9s);
     EXPECT_EQ(c.limits.max_sessions, 10u);
     EXPECT_EQ(c.limits.max_header_bytes, 8192u);
     EXPECT_EQ(c.limits.header_timeout, 250ms);
@@ -314,6 +343,41 @@ TEST(config_problems, hardening_limits_are_checked) {
               })),
               (messages{"1:72: upstreams[0].connect_timeout: must be greater than 0",
                         "2:33: limits.session_buffer_bytes: must be at least 1024, got 512"}));
+}
+
+TEST(config_load, an_empty_health_check_is_a_tcp_check_with_the_defaults) {
+    const proxy_config c = load_ok("upstreams: [{ name: app, endpoints: [127.0.0.1:9000], health_check: {} }]\n");
+    ASSERT_TRUE(c.upstreams[0].health_check.has_value());
+    EXPECT_EQ(c.upstreams[0].health_check->type, health_check_type::tcp);
+    EXPECT_EQ(c.upstreams[0].health_check->interval, 2s);
+    EXPECT_EQ(c.upstreams[0].health_check->timeout, 1s);
+    EXPECT_EQ(c.upstreams[0].health_check->healthy_threshold, 1u);
+    EXPECT_EQ(c.upstreams[0].health_check->unhealthy_threshold, 3u);
+}
+
+TEST(config_problems, backend_restart_keys_are_checked) {
+    EXPECT_EQ(problems_of(lines({
+                  "upstreams:",
+                  "  - name: app",
+                  "    endpoints: [127.0.0.1:9000]",
+                  "    hold_max: 0",
+                  "    health_check: { type: grpc, interval: 1s, timeout: 2s, healthy_threshold: 0 }",
+                  "  - name: web",
+                  "    endpoints: [127.0.0.1:9001]",
+                  "    health_check: { type: http, path: healthz }",
+                  "drain:",
+                  "  reconnect_hint: { min: 40s, max: 30s }",
+              })),
+              (messages{"4:15: upstreams[0].hold_max: must be greater than 0 while hold_timeout is set "
+                        "(hold_timeout: 0 holds none)",
+                        "5:27: upstreams[0].health_check.type: expected tcp or http, got 'grpc'",
+                        "5:56: upstreams[0].health_check.timeout: must be at most the interval (1s), got 2s",
+                        "5:79: upstreams[0].health_check.healthy_threshold: must be at least 1",
+                        "8:39: upstreams[1].health_check.path: must start with '/', got 'healthz'",
+                        "10:26: drain.reconnect_hint.min: must be at most max (30s), got 40s"}));
+    EXPECT_EQ(problems_of("drain: { close_reason: '" + std::string(110, 'x') + "', reconnect_hint: {} }\n"),
+              (messages{"1:24: drain.close_reason: with drain.reconnect_hint it is 132 bytes, more than the 123 a "
+                        "Close frame can carry"}));
 }
 
 TEST(config_problems, bad_duration_is_reported_at_the_value) {
