@@ -6,14 +6,18 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
 #include <openssl/ssl.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <optional>
 
+#include "codec/frame.hpp"
 #include "http/forwarding.hpp"
 #include "log/log.hpp"
 #include "net/stream.hpp"
@@ -31,6 +35,8 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
+// How many times an upgrade whose endpoint was drained under it is routed anew.
+constexpr int max_reroutes = 3;
 // A held upgrade whose endpoint refused the connection tries again after this, at the soonest.
 constexpr std::chrono::milliseconds held_retry_pause{200};
 
@@ -396,75 +402,97 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         }
         ~held_slot() { release(); }
     } held_slot;
+    bhttp::request<bhttp::empty_body> forward{std::move(req.base())};
+    prepare_upstream_request(forward, client_info_, true);
     // With no endpoint available the upgrade is held until one is. An upgrade that was held
     // and then finds its endpoint still refusing (a backend that is starting) waits again;
     // one that was never held gets 502 for that, as any other request.
     const auto hold_until = clock::now() + up.config().hold_timeout;
     bool held = false;
     upstream_connection* conn = nullptr;
-    for (;;) {
-        conn = co_await connect(up, false, true);
-        if (conn) endpoint_slot.endpoint = conn->endpoint.get();
-        if (conn && (conn->connected || !held)) break;
-        const bool refused = conn != nullptr;
-        if (refused) {  // refused after a hold: its count goes back, and the upgrade waits again
-            endpoint_slot.endpoint->session_closed();
-            endpoint_slot.endpoint = nullptr;
-            upstream_.reset();
-        }
-        if (!held && clock::now() < hold_until) {
-            if (up.state().held.fetch_add(1, std::memory_order_relaxed) >= up.config().hold_max) {
-                up.state().held.fetch_sub(1, std::memory_order_relaxed);
-            } else {
-                held = true;
-                held_slot.state = &up.state();
-                held_slot.gauge = &worker_.stats().upstreams[up.metrics_slot()].upgrades_held;
-                held_slot.gauge->add(1);
+    std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_of_answer;
+    for (int round = 0;; ++round) {
+        for (;;) {
+            conn = co_await connect(up, false, true);
+            if (conn) endpoint_slot.endpoint = conn->endpoint.get();
+            if (conn && (conn->connected || !held)) break;
+            const bool refused = conn != nullptr;
+            if (refused) {  // refused after a hold: its count goes back, and the upgrade waits again
+                endpoint_slot.endpoint->session_closed();
+                endpoint_slot.endpoint = nullptr;
+                upstream_.reset();
+            }
+            if (!held && clock::now() < hold_until) {
+                if (up.state().held.fetch_add(1, std::memory_order_relaxed) >= up.config().hold_max) {
+                    up.state().held.fetch_sub(1, std::memory_order_relaxed);
+                } else {
+                    held = true;
+                    held_slot.state = &up.state();
+                    held_slot.gauge = &worker_.stats().upstreams[up.metrics_slot()].upgrades_held;
+                    held_slot.gauge->add(1);
+                }
+            }
+            if (!held || !co_await hold(up, hold_until, refused)) {
+                conn = nullptr;
+                break;
             }
         }
-        if (!held || !co_await hold(up, hold_until, refused)) {
-            conn = nullptr;
-            break;
+        held_slot.release();
+        if (!conn && ctx_.refusing) {  // a drain began closing while the upgrade was held
+            count_upgrade(up, metrics::upgrade_result::rejected_draining);
+            co_await send_error(client_, {bhttp::status::service_unavailable, "draining", true}, 11, false);
+            co_return;
         }
+        if (!conn) {
+            count_upgrade(up, metrics::upgrade_result::backend_error);
+            co_await send_error(client_,
+                                {bhttp::status::service_unavailable,
+                                 held ? "no healthy backend within upstreams[].hold_timeout" : "no healthy backend", true},
+                                11, false);
+            co_return;
+        }
+        if (!conn->connected) {
+            count_upgrade(up, metrics::upgrade_result::backend_error);
+            co_await send_error(client_, {bhttp::status::bad_gateway, "backend unreachable"}, 11, false);
+            co_return;
+        }
+        // The backend has upstreams[].connect_timeout to answer the handshake.
+        conn->stream.expires_after(up.config().connect_timeout);
+        auto [wec, wn] = co_await bhttp::async_write(conn->stream, forward, use_tuple);
+        auto& rp = parser_of_answer.emplace();
+        rp.body_limit(boost::none);
+        error_code rec = wec;
+        if (!rec) std::tie(rec, std::ignore) = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);
+        if (rec) {
+            count_upgrade(up, metrics::upgrade_result::backend_error);
+            log::warn("backend failed the upgrade", {{"endpoint", conn->endpoint->name()}, {"error", rec.message()}});
+            co_await send_error(client_,
+                                rec == beast::error::timeout
+                                    ? error_reply{bhttp::status::gateway_timeout, "backend did not answer the WebSocket handshake"}
+                                    : error_reply{bhttp::status::bad_gateway, "backend failed the WebSocket handshake"},
+                                11, false);
+            co_return;
+        }
+        // Its endpoint was drained while the upgrade was under way: the client has seen
+        // nothing yet, so the backend's new session is closed again (Close 1001) and the
+        // upgrade routed anew, rather than answered 101 and closed with 1012 at once.
+        if (rp.get().result() != bhttp::status::switching_protocols || !conn->endpoint->drained() ||
+            round >= max_reroutes)
+            break;
+        std::array<std::uint8_t, codec::max_control_frame> close;
+        const std::uint64_t key_bits = worker_.random();
+        codec::mask_key key;
+        std::memcpy(key.data(), &key_bits, key.size());
+        const std::size_t n = codec::write_close(close.data(), codec::close_code::going_away, "endpoint drained", &key);
+        conn->stream.expires_after(std::chrono::seconds(1));
+        co_await asio::async_write(conn->stream, asio::buffer(close.data(), n), use_tuple);
+        error_code ignored;
+        conn->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        endpoint_slot.endpoint->session_closed();
+        endpoint_slot.endpoint = nullptr;
+        upstream_.reset();
     }
-    held_slot.release();
-    if (!conn && ctx_.refusing) {  // a drain began closing while the upgrade was held
-        count_upgrade(up, metrics::upgrade_result::rejected_draining);
-        co_await send_error(client_, {bhttp::status::service_unavailable, "draining", true}, 11, false);
-        co_return;
-    }
-    if (!conn) {
-        count_upgrade(up, metrics::upgrade_result::backend_error);
-        co_await send_error(client_,
-                            {bhttp::status::service_unavailable,
-                             held ? "no healthy backend within upstreams[].hold_timeout" : "no healthy backend", true},
-                            11, false);
-        co_return;
-    }
-    if (!conn->connected) {
-        count_upgrade(up, metrics::upgrade_result::backend_error);
-        co_await send_error(client_, {bhttp::status::bad_gateway, "backend unreachable"}, 11, false);
-        co_return;
-    }
-    bhttp::request<bhttp::empty_body> forward{std::move(req.base())};
-    prepare_upstream_request(forward, client_info_, true);
-    // The backend has upstreams[].connect_timeout to answer the handshake.
-    conn->stream.expires_after(up.config().connect_timeout);
-    auto [wec, wn] = co_await bhttp::async_write(conn->stream, forward, use_tuple);
-    bhttp::response_parser<bhttp::buffer_body> rp;
-    rp.body_limit(boost::none);
-    error_code rec = wec;
-    if (!rec) std::tie(rec, std::ignore) = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);
-    if (rec) {
-        count_upgrade(up, metrics::upgrade_result::backend_error);
-        log::warn("backend failed the upgrade", {{"endpoint", conn->endpoint->name()}, {"error", rec.message()}});
-        co_await send_error(client_,
-                            rec == beast::error::timeout
-                                ? error_reply{bhttp::status::gateway_timeout, "backend did not answer the WebSocket handshake"}
-                                : error_reply{bhttp::status::bad_gateway, "backend failed the WebSocket handshake"},
-                            11, false);
-        co_return;
-    }
+    auto& rp = *parser_of_answer;
     auto& res = rp.get();
     if (res.result() != bhttp::status::switching_protocols) {
         // The backend refused: its answer goes to the client as it is, body streamed.

@@ -2,6 +2,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
@@ -154,9 +155,11 @@ struct client_pool::client : std::enable_shared_from_this<client_pool::client> {
     std::uint64_t next_seq = 1;
     std::string out;
     bool stream = false;
+    std::chrono::milliseconds every{0};
+    asio::steady_timer pace;
     bool done = false;
 
-    client(client_pool& p, asio::io_context& ctx) : pool(p), ws(ctx) {}
+    client(client_pool& p, asio::io_context& ctx) : pool(p), ws(ctx), pace(ctx) {}
 
     void read() {
         buffer.clear();
@@ -173,8 +176,15 @@ struct client_pool::client : std::enable_shared_from_this<client_pool::client> {
         out = "SEQ " + std::to_string(next_seq);
         ws.async_write(asio::buffer(out), [self = shared_from_this()](beast::error_code ec, std::size_t) {
             if (ec) return;
-            self->r.last_sequence_sent = self->next_seq++;
-            self->write();
+            {
+                std::lock_guard lock(self->pool.mutex_);
+                self->r.last_sequence_sent = self->next_seq++;
+            }
+            if (self->every.count() == 0) return self->write();
+            self->pace.expires_after(self->every);
+            self->pace.async_wait([self](beast::error_code tec) {
+                if (!tec && !self->done) self->write();
+            });
         });
     }
     void finish(beast::error_code ec) {
@@ -192,10 +202,12 @@ struct client_pool::client : std::enable_shared_from_this<client_pool::client> {
     }
 };
 
-client_pool::client_pool(std::uint16_t port, int count, bool stream_sequence, const std::string& target) {
+client_pool::client_pool(std::uint16_t port, int count, bool stream_sequence, const std::string& target,
+                         std::chrono::milliseconds stream_every) {
     for (int i = 0; i < count; ++i) {
         auto c = std::make_shared<client>(*this, context_);
         c->stream = stream_sequence;
+        c->every = stream_every;
         c->ws.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
         c->ws.handshake("127.0.0.1:" + std::to_string(port), target);
         c->ws.write(asio::buffer("ID " + std::to_string(i)));

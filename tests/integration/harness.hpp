@@ -89,7 +89,9 @@ public:
         bool open() const { return code == 0; }
     };
 
-    client_pool(std::uint16_t port, int count, bool stream_sequence = false, const std::string& target = "/");
+    // With `stream_every` above 0, each client sends its next SEQ that long after the last.
+    client_pool(std::uint16_t port, int count, bool stream_sequence = false, const std::string& target = "/",
+                std::chrono::milliseconds stream_every = std::chrono::milliseconds(0));
     // Sends `text` on every session still open (not with stream_sequence).
     void send_to_open(const std::string& text);
     ~client_pool();

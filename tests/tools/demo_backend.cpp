@@ -1,6 +1,8 @@
 // The demo backend: a WebSocket echo server (see backend.hpp) as a program.
-//   demo_backend [--port N] [--host H] [--name NAME] [--deflate] [--subprotocol P]...
-// Prints "listening on PORT" once it accepts connections; runs until killed.
+//   demo_backend [--port N] [--host H] [--name NAME] [--deflate] [--subprotocol P]... [--report]
+// Prints "listening on PORT" once it accepts connections; runs until SIGTERM or SIGINT. With
+// --report it then prints one line per WebSocket session that ended, for the tests:
+//   ended first="ID 7" close_frame=1 code=1012 messages=40 last_seq=39
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -10,6 +12,7 @@
 
 int main(int argc, char** argv) {
     wsdrain::testing::backend_options o;
+    bool report = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto value = [&]() -> std::string {
@@ -24,8 +27,10 @@ int main(int argc, char** argv) {
         else if (a == "--name") o.name = value();
         else if (a == "--deflate") o.deflate = true;
         else if (a == "--subprotocol") o.subprotocols.push_back(value());
+        else if (a == "--report") report = true;
         else {
-            std::cerr << "usage: demo_backend [--port N] [--host H] [--name NAME] [--deflate] [--subprotocol P]\n";
+            std::cerr << "usage: demo_backend [--port N] [--host H] [--name NAME] [--deflate] [--subprotocol P] "
+                         "[--report]\n";
             return 2;
         }
     }
@@ -38,5 +43,11 @@ int main(int argc, char** argv) {
     std::cout << "listening on " << b.port() << std::endl;
     int sig = 0;
     sigwait(&set, &sig);
+    if (report) {
+        for (const auto& e : b.ended())
+            std::cout << "ended first=\"" << e.first_message << "\" close_frame=" << e.close_frame << " code=" << e.code
+                      << " messages=" << e.messages << " last_seq=" << e.last_sequence << "\n";
+        std::cout << "report done" << std::endl;
+    }
     return 0;
 }
