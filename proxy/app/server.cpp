@@ -197,6 +197,12 @@ std::string json_string(std::string_view text) {
     return out + "\"";
 }
 
+std::string seconds_text(std::chrono::milliseconds d) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f", std::chrono::duration<double>(d).count());
+    return buf;
+}
+
 std::string json_list(const std::vector<std::string>& items) {
     std::string out = "[";
     for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + json_string(items[i]);
@@ -261,7 +267,7 @@ asio::awaitable<admin::hook_reply> server::reload() {
                                          ",\"needs_restart\":" + json_list(restart) + "}\n"};
 }
 
-asio::awaitable<void> server::publish(std::shared_ptr<const http::live_config> next) {
+asio::awaitable<void> server::publish(const std::shared_ptr<const http::live_config>& next) {
     live_ = next;
     // Only trivially destructible captures: GCC 12 may destroy a temporary of a co_await
     // expression twice. `next` lives in this frame until every loop has its copy.
@@ -317,8 +323,7 @@ asio::awaitable<admin::hook_reply> server::set_drained(std::string upstream, std
 std::string server::upstream_json(const routing::upstream& u) const {
     std::string out = "{\"name\":" + json_string(u.name()) +
                       ",\"held\":" + std::to_string(u.state().held.load(std::memory_order_relaxed)) +
-                      ",\"hold_timeout_seconds\":" +
-                      std::to_string(std::chrono::duration<double>(u.config().hold_timeout).count()) +
+                      ",\"hold_timeout_seconds\":" + seconds_text(u.config().hold_timeout) +
                       ",\"health_check\":" + (u.config().health_check ? "true" : "false") + ",\"endpoints\":[";
     int sessions = 0;
     for (std::size_t i = 0; i < u.endpoints().size(); ++i) {

@@ -86,7 +86,7 @@ public:
 private:
     tcp::acceptor bind(net::worker& w, const config::address& addr, bool reuse_port);
     // Publishes `next` to every loop and waits until each has it (loop 0).
-    asio::awaitable<void> publish(std::shared_ptr<const http::live_config> next);
+    asio::awaitable<void> publish(const std::shared_ptr<const http::live_config>& next);
     // Any thread: every loop's held upgrades look for an endpoint again.
     void wake_held();
     std::string upstream_json(const routing::upstream& u) const;

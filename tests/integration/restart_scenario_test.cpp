@@ -228,8 +228,9 @@ TEST(reload, a_reload_moves_new_sessions_and_a_broken_file_keeps_the_old_config_
     backend one{named("one")}, two{named("two")};
     const std::uint16_t port = free_port(), admin = free_port();
     const fs::path config = dir.path / "wsdrain.yaml";
-    const auto write_config = [&](const std::string& listen, const std::string& route_to) {
-        write_file(config, "listen: " + listen + "\nadmin: {listen: 127.0.0.1:" + std::to_string(admin) + "}\n" +
+    const auto write_config = [&](const std::string& listen, const std::string& route_to,
+                                  const std::string& more = "") {
+        write_file(config, "listen: " + listen + "\nadmin: {listen: 127.0.0.1:" + std::to_string(admin) + "}\n" + more +
                                "upstreams:\n"
                                "  - {name: one, endpoints: [127.0.0.1:" + std::to_string(one.port()) + "]}\n" +
                                "  - {name: two, endpoints: [127.0.0.1:" + std::to_string(two.port()) + "]}\n" +
@@ -276,8 +277,21 @@ TEST(reload, a_reload_moves_new_sessions_and_a_broken_file_keeps_the_old_config_
     ws_client on_one{port};  // still listening where it was, routing the new way
     EXPECT_EQ(on_one.header("X-Backend"), "one");
 
+    // Limits apply to new sessions only: with four open, a cap of four refuses the fifth.
+    write_config(listen, "one", "limits: {max_sessions: 4}\n");
+    EXPECT_EQ(http_request(admin, bhttp::verb::post, "/reload").status, 200u);
+    const auto capped = http_request(port, bhttp::verb::get, "/", {},
+                                     {{"Upgrade", "websocket"},
+                                      {"Connection", "Upgrade"},
+                                      {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                                      {"Sec-WebSocket-Version", "13"}});
+    EXPECT_EQ(capped.status, 503u);
+    EXPECT_NE(capped.body.find("session limit"), std::string::npos) << capped.body;
+    before.send_text("open before the cap");
+    EXPECT_EQ(before.receive(), "open before the cap");
+
     const std::string metrics = scrape(admin);
-    EXPECT_EQ(metric(metrics, "wsdrain_config_reloads_total{result=\"ok\"}"), 3);
+    EXPECT_EQ(metric(metrics, "wsdrain_config_reloads_total{result=\"ok\"}"), 4);
     EXPECT_EQ(metric(metrics, "wsdrain_config_reloads_total{result=\"error\"}"), 1);
     for (ws_client* c : {&before, &after, &still, &on_one}) c->close();
     px.kill(SIGTERM);
