@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # systemd-analyze verify on deploy/systemd/wsdrain.service, pointed at the built binary (verify
 # insists that ExecStart exists), and a check that TimeoutStopSec stays above drain.timeout.
+# Then the same for deploy/systemd/backend-drain.conf, as a drop-in of a stand-in backend unit.
 #   verify_systemd_unit.sh SOURCE_DIR WSDRAIN_BINARY
 set -euo pipefail
 src=$1 binary=$2
@@ -17,3 +18,16 @@ if ! [[ "$stop" =~ ^[0-9]+$ && "$drain" =~ ^[0-9]+$ ]] || (( stop <= drain )); t
   echo "TimeoutStopSec ($stop s) must be above drain.timeout ($drain s)"; exit 1
 fi
 echo "unit OK: TimeoutStopSec ${stop}s > drain.timeout ${drain}s"
+
+mkdir -p "$work/legacy-ws.service.d"
+printf '[Unit]\nDescription=a backend behind wsdrain\n[Service]\nExecStart=/bin/sleep infinity\n' > "$work/legacy-ws.service"
+sed "s|/usr/local/bin/wsdrain|$binary|g" "$src/deploy/systemd/backend-drain.conf" > "$work/legacy-ws.service.d/wsdrain.conf"
+out=$(SYSTEMD_UNIT_PATH="$work:" systemd-analyze verify --man=no "$work/legacy-ws.service" 2>&1) || { echo "$out"; exit 1; }
+if grep -q "legacy-ws" <<< "$out"; then echo "$out"; exit 1; fi
+# The drain's own --timeout must stay below the drop-in's TimeoutStopSec.
+drop_stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s$/\1/p' "$src/deploy/systemd/backend-drain.conf")
+drain_wait=$(sed -n 's/^ExecStop=.*--timeout \([0-9]*\)s.*$/\1/p' "$src/deploy/systemd/backend-drain.conf")
+if ! [[ "$drop_stop" =~ ^[0-9]+$ && "$drain_wait" =~ ^[0-9]+$ ]] || (( drop_stop <= drain_wait )); then
+  echo "backend-drain.conf: TimeoutStopSec ($drop_stop s) must be above the drain's --timeout ($drain_wait s)"; exit 1
+fi
+echo "drop-in OK: TimeoutStopSec ${drop_stop}s > drain --timeout ${drain_wait}s"
