@@ -137,9 +137,9 @@ private:
     bool keep_alive(bool client_wants) const { return client_wants && !closing_ && !ctx_.refusing; }
     asio::awaitable<bool> serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, const routing::upstream& up);
     asio::awaitable<void> serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, const routing::upstream& up);
-    // Waits until `up` has an available endpoint, at most until `until`; after a refused
-    // connect (`pause`) at least a moment, or until woken. True when one may be there; false
-    // when the upgrade is to be refused (503).
+    // Waits until `up` has an available endpoint or the config is reloaded, at most until
+    // `until`; after a refused connect (`pause`) at least a moment, or until woken. True when
+    // one may be there; false when the upgrade is to be refused (503).
     asio::awaitable<bool> hold(const routing::upstream& up, clock::time_point until, bool pause);
     // A connection to an endpoint of `up`. For a WebSocket session (`for_session`) the endpoint's
     // session count is raised at the pick, so that upgrades arriving together spread out; the
@@ -334,6 +334,7 @@ asio::awaitable<bool> connection::hold(const routing::upstream& up, clock::time_
         const auto now = clock::now();
         if (ctx_.refusing || closing_) co_return false;
         if (!pause && up.pick(now)) co_return true;
+        if (ctx_.live[worker_.index()] != live_) co_return true;  // reloaded: the caller looks again
         if (now >= until) co_return false;
         timer.expires_at(std::min(until, now + (pause ? held_retry_pause : std::chrono::milliseconds(1000))));
         co_await timer.async_wait(use_tuple);
@@ -342,7 +343,11 @@ asio::awaitable<bool> connection::hold(const routing::upstream& up, clock::time_
 }
 
 asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser,
-                                                const routing::upstream& up) {
+                                                const routing::upstream& routed) {
+    // A reload while the upgrade is held moves it to the upstream of the same name as it is
+    // then; `pinned` keeps the one it was routed to alive meanwhile.
+    const std::shared_ptr<const live_config> pinned = live_;
+    const routing::upstream* up = &routed;
     auto& req = parser.get();
     if (auto why = check_websocket_request(req)) {
         bhttp::response<bhttp::string_body> res{why->status, 11};
@@ -361,7 +366,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     const auto& limits = live_->config.limits;
     if (ctx_.sessions.fetch_add(1) >= static_cast<std::int64_t>(limits.max_sessions)) {
         ctx_.sessions.fetch_sub(1);
-        count_upgrade(up, metrics::upgrade_result::rejected_limit);
+        count_upgrade(*up, metrics::upgrade_result::rejected_limit);
         co_await send_error(client_, {bhttp::status::service_unavailable, "session limit reached", true}, 11, false);
         co_return;
     }
@@ -372,7 +377,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         }
     } slot{&ctx_.sessions};
     if (!ctx_.per_client.acquire(client_info_.address, limits.max_sessions_per_client)) {
-        count_upgrade(up, metrics::upgrade_result::rejected_limit);
+        count_upgrade(*up, metrics::upgrade_result::rejected_limit);
         co_await send_error(client_, {bhttp::status::service_unavailable, "session limit for this client reached", true},
                             11, false);
         co_return;
@@ -407,13 +412,13 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     // With no endpoint available the upgrade is held until one is. An upgrade that was held
     // and then finds its endpoint still refusing (a backend that is starting) waits again;
     // one that was never held gets 502 for that, as any other request.
-    const auto hold_until = clock::now() + up.config().hold_timeout;
+    const auto hold_until = clock::now() + up->config().hold_timeout;
     bool held = false;
     upstream_connection* conn = nullptr;
     std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_of_answer;
     for (int round = 0;; ++round) {
         for (;;) {
-            conn = co_await connect(up, false, true);
+            conn = co_await connect(*up, false, true);
             if (conn) endpoint_slot.endpoint = conn->endpoint.get();
             if (conn && (conn->connected || !held)) break;
             const bool refused = conn != nullptr;
@@ -423,28 +428,32 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
                 upstream_.reset();
             }
             if (!held && clock::now() < hold_until) {
-                if (up.state().held.fetch_add(1, std::memory_order_relaxed) >= up.config().hold_max) {
-                    up.state().held.fetch_sub(1, std::memory_order_relaxed);
+                if (up->state().held.fetch_add(1, std::memory_order_relaxed) >= up->config().hold_max) {
+                    up->state().held.fetch_sub(1, std::memory_order_relaxed);
                 } else {
                     held = true;
-                    held_slot.state = &up.state();
-                    held_slot.gauge = &worker_.stats().upstreams[up.metrics_slot()].upgrades_held;
+                    held_slot.state = &up->state();
+                    held_slot.gauge = &worker_.stats().upstreams[up->metrics_slot()].upgrades_held;
                     held_slot.gauge->add(1);
                 }
             }
-            if (!held || !co_await hold(up, hold_until, refused)) {
+            if (!held || !co_await hold(*up, hold_until, refused)) {
                 conn = nullptr;
                 break;
+            }
+            if (ctx_.live[worker_.index()] != live_) {  // reloaded while held
+                live_ = ctx_.live[worker_.index()];
+                if (const routing::upstream* now = live_->router.find(up->name())) up = now;
             }
         }
         held_slot.release();
         if (!conn && ctx_.refusing) {  // a drain began closing while the upgrade was held
-            count_upgrade(up, metrics::upgrade_result::rejected_draining);
+            count_upgrade(*up, metrics::upgrade_result::rejected_draining);
             co_await send_error(client_, {bhttp::status::service_unavailable, "draining", true}, 11, false);
             co_return;
         }
         if (!conn) {
-            count_upgrade(up, metrics::upgrade_result::backend_error);
+            count_upgrade(*up, metrics::upgrade_result::backend_error);
             co_await send_error(client_,
                                 {bhttp::status::service_unavailable,
                                  held ? "no healthy backend within upstreams[].hold_timeout" : "no healthy backend", true},
@@ -452,19 +461,19 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
             co_return;
         }
         if (!conn->connected) {
-            count_upgrade(up, metrics::upgrade_result::backend_error);
+            count_upgrade(*up, metrics::upgrade_result::backend_error);
             co_await send_error(client_, {bhttp::status::bad_gateway, "backend unreachable"}, 11, false);
             co_return;
         }
         // The backend has upstreams[].connect_timeout to answer the handshake.
-        conn->stream.expires_after(up.config().connect_timeout);
+        conn->stream.expires_after(up->config().connect_timeout);
         auto [wec, wn] = co_await bhttp::async_write(conn->stream, forward, use_tuple);
         auto& rp = parser_of_answer.emplace();
         rp.body_limit(boost::none);
         error_code rec = wec;
         if (!rec) std::tie(rec, std::ignore) = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);
         if (rec) {
-            count_upgrade(up, metrics::upgrade_result::backend_error);
+            count_upgrade(*up, metrics::upgrade_result::backend_error);
             log::warn("backend failed the upgrade", {{"endpoint", conn->endpoint->name()}, {"error", rec.message()}});
             co_await send_error(client_,
                                 rec == beast::error::timeout
@@ -496,7 +505,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     auto& res = rp.get();
     if (res.result() != bhttp::status::switching_protocols) {
         // The backend refused: its answer goes to the client as it is, body streamed.
-        count_upgrade(up, metrics::upgrade_result::backend_refused);
+        count_upgrade(*up, metrics::upgrade_result::backend_refused);
         prepare_downstream_response(res, false);
         bhttp::serializer<false, bhttp::buffer_body> sr{res};
         client_.expires_after(body_idle_timeout);
@@ -510,10 +519,10 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     client_.expires_never();
     auto [sec, sn] = co_await bhttp::async_write(client_, switching, use_tuple);
     if (sec) {
-        count_upgrade(up, metrics::upgrade_result::ok);  // the backend accepted; the client left
+        count_upgrade(*up, metrics::upgrade_result::ok);  // the backend accepted; the client left
         co_return;
     }
-    count_upgrade(up, metrics::upgrade_result::ok);
+    count_upgrade(*up, metrics::upgrade_result::ok);
 
     relay::tunnel_params params;
     const config::proxy_config& cfg = live_->config;

@@ -270,6 +270,9 @@ TEST(rolling_restart, two_endpoints_restarted_one_at_a_time_clients_never_see_an
         }));
         e.reset();  // stopped
         std::this_thread::sleep_for(300ms);
+        // From here on the endpoint may take sessions again: its health check sees it back
+        // (which ends its drain) or the undrain below does.
+        phase = "both";
         backend_options o = named(name);
         o.port = port;
         e = std::make_unique<backend>(o);  // started again on the same port
@@ -277,7 +280,6 @@ TEST(rolling_restart, two_endpoints_restarted_one_at_a_time_clients_never_see_an
         ASSERT_TRUE(wait_for([&] {
             return endpoint_object(upstream_status(admin, "app"), ep).find("\"up\":true") != std::string::npos;
         }));
-        phase = "both";
         std::this_thread::sleep_for(300ms);
     };
     restart(e1, p1, "e1", "e1 drained");
@@ -403,4 +405,29 @@ TEST(reconnect_hint, each_drain_close_carries_its_own_retry_after_within_the_ran
         hints.insert(ms);
     }
     EXPECT_GT(hints.size(), 10u);  // drawn per session: 20 draws from 1001 values
+}
+
+TEST(held_upgrades, a_reload_that_gives_the_upstream_a_live_endpoint_releases_them_there) {
+    backend app{named("moved")};
+    auto cfg = local_config({free_port()});  // nothing listens there
+    cfg.upstreams[0].hold_timeout = 20s;
+    cfg.upstreams[0].health_check = wsdrain::config::health_check_config{};
+    cfg.upstreams[0].health_check->interval = 100ms;
+    cfg.upstreams[0].health_check->timeout = 100ms;
+    cfg.upstreams[0].health_check->unhealthy_threshold = 1;
+    proxy px{cfg};
+    const auto admin = px.admin_port();
+    ASSERT_TRUE(wait_for([&] { return upstream_status(admin, "app").find("\"up\":false") != std::string::npos; }));
+
+    auto upgrade = std::async(std::launch::async, [&] {
+        ws_client c{px.port()};
+        return c.header("X-Backend");
+    });
+    ASSERT_TRUE(wait_for([&] { return held(admin, "app") == 1; }));
+    auto moved = cfg;
+    moved.upstreams[0].endpoints = {{"127.0.0.1", app.port()}};
+    px.server().set_config_source([moved] { return wsdrain::app::config_source_result{moved, {}}; });
+    EXPECT_EQ(post(admin, "/reload").status, 200u);
+    ASSERT_EQ(upgrade.wait_for(10s), std::future_status::ready);
+    EXPECT_EQ(upgrade.get(), "moved");
 }
