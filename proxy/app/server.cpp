@@ -269,14 +269,19 @@ asio::awaitable<admin::hook_reply> server::reload() {
 
 asio::awaitable<void> server::publish(const std::shared_ptr<const http::live_config>& next) {
     live_ = next;
+    // Two reloads may overlap here; each loop keeps the newest it was given.
+    const std::uint64_t generation = ++live_generation_;
     // Only trivially destructible captures: GCC 12 may destroy a temporary of a co_await
     // expression twice. `next` lives in this frame until every loop has its copy.
     const std::shared_ptr<const http::live_config>* published = &next;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         co_await asio::co_spawn(
             workers_[i]->context(),
-            [this, i, published]() -> asio::awaitable<void> {
-                front_->live[i] = *published;
+            [this, i, published, generation]() -> asio::awaitable<void> {
+                if (generation > front_->live_generation[i]) {
+                    front_->live[i] = *published;
+                    front_->live_generation[i] = generation;
+                }
                 co_return;
             },
             asio::use_awaitable);

@@ -98,6 +98,7 @@ private:
     config_source source_;
     std::unique_ptr<metrics::registry> metrics_;
     std::shared_ptr<const http::live_config> live_;  // loop 0's view of the config in force
+    std::uint64_t live_generation_ = 0;               // of live_, counting reloads
     std::unique_ptr<net::tls_contexts> tls_;
     std::unique_ptr<health::checker> health_;
     std::unique_ptr<http::front_context> front_;

@@ -44,10 +44,12 @@ struct live_config {
 // State every connection of every thread shares; read-mostly.
 struct front_context {
     front_context(std::shared_ptr<const live_config> first, unsigned threads, bool listener_tls, net::tls_contexts& t)
-        : live(threads, first), held(threads), tls_listener(listener_tls), tls(t) {}
+        : live(threads, first), live_generation(threads, 0), held(threads), tls_listener(listener_tls), tls(t) {}
 
-    // The config in force, one copy per event loop, each written only on its own loop.
+    // The config in force, one copy per event loop, each written only on its own loop, with
+    // the reload it came from (a loop never goes back to an older one).
     std::vector<std::shared_ptr<const live_config>> live;
+    std::vector<std::uint64_t> live_generation;
     // Upgrades waiting for an endpoint, per event loop: waking them cancels their timers.
     std::vector<std::vector<asio::steady_timer*>> held;
     const bool tls_listener;                // the listener speaks TLS (fixed at start)
