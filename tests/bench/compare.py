@@ -69,7 +69,7 @@ def ensure_packages():
 class Proxy:
     """One proxy process, pinned to CPU 0, listening on self.port, relaying to the backend."""
 
-    def __init__(self, kind, backend_port, build, work):
+    def __init__(self, kind, backend_port, build, work, binary=None):
         self.kind, self.port = kind, free_port()
         d = os.path.join(work, kind)
         os.makedirs(d, exist_ok=True)
@@ -126,7 +126,7 @@ admin: {{listen: 127.0.0.1:{free_port()}}}
 upstreams: [{{name: app, endpoints: [127.0.0.1:{backend_port}]}}]
 log: {{level: warn}}
 """)
-            cmd = pin + [os.path.join(build, "proxy/app/wsdrain"), "--config", conf]
+            cmd = pin + [binary or os.path.join(build, "proxy/app/wsdrain"), "--config", conf]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr"), "w"))
         wait_port(self.port)
 
@@ -199,6 +199,9 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--out", default="")
+    ap.add_argument("--candidate", default="",
+                    help="another wsdrain binary (e.g. an io_uring build) measured in the same run, as 'candidate'")
+    ap.add_argument("--only", default="", help="comma-separated subset of direct,nginx,haproxy_http,haproxy_tcp,wsdrain")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     ensure_packages()
@@ -209,7 +212,9 @@ def main():
     runs = []
     try:
         for run in range(args.runs):
-            order = ["direct"] + PEERS
+            order = ["direct"] + PEERS + (["candidate"] if args.candidate else [])
+            if args.only:
+                order = [k for k in order if k in args.only.split(",") or k == "candidate"]
             shift = run % len(order)
             order = order[shift:] + order[:shift]
             results = {}
@@ -218,7 +223,11 @@ def main():
                 if kind == "direct":
                     results[kind] = measure(build, None, backend_port, args.seconds)
                     continue
-                proxy = Proxy(kind, backend_port, build, work)
+                if kind == "candidate":
+                    proxy = Proxy("wsdrain", backend_port, build, os.path.join(work, "candidate"),
+                                  os.path.abspath(args.candidate))
+                else:
+                    proxy = Proxy(kind, backend_port, build, work)
                 try:
                     results[kind] = measure(build, proxy, proxy.port, args.seconds)
                 finally:
@@ -243,14 +252,21 @@ def main():
             ("CPU per upgrade (µs)", "upgrade_cpu_us", min),
             ("p50 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p50_us", min),
             ("p99 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p99_us", min)]
-    print("| figure | direct | nginx | HAProxy http | HAProxy tcp | wsdrain | wsdrain / best of nginx, HAProxy http |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    columns = [k for k in ["direct"] + PEERS + ["candidate"] if k in median]
+    names = {"direct": "direct", "nginx": "nginx", "haproxy_http": "HAProxy http", "haproxy_tcp": "HAProxy tcp",
+             "wsdrain": "wsdrain", "candidate": "candidate"}
+    peers = [k for k in ("nginx", "haproxy_http") if k in median]
+    print("| figure | " + " | ".join(names[k] for k in columns) + " | wsdrain / best of " +
+          ", ".join(names[k] for k in peers) + (" | candidate / best" if "candidate" in median else "") + " |")
+    print("| --- " * (len(columns) + 2 + ("candidate" in median)) + "|")
     for title, key, better in rows:
-        cells = [median[k].get(key) for k in ["direct"] + PEERS]
-        best_peer = better(v for v in (median["nginx"].get(key), median["haproxy_http"].get(key)) if v is not None)
-        ratio = median["wsdrain"][key] / best_peer if best_peer else float("nan")
+        cells = [median[k].get(key) for k in columns]
+        values = [median[k].get(key) for k in peers if median[k].get(key) is not None]
+        best_peer = better(values) if values else None
+        ratio = lambda k: median[k][key] / best_peer if best_peer and k in median else float("nan")
         fmt = lambda v: "–" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-        print(f"| {title} | " + " | ".join(fmt(c) for c in cells) + f" | {ratio:.2f} |")
+        print(f"| {title} | " + " | ".join(fmt(c) for c in cells) + f" | {ratio('wsdrain'):.2f}" +
+              (f" | {ratio('candidate'):.2f}" if "candidate" in median else "") + " |")
 
 
 if __name__ == "__main__":
