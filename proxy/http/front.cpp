@@ -11,9 +11,11 @@
 #include <boost/beast/http.hpp>
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <optional>
 
@@ -160,6 +162,7 @@ private:
     std::uint64_t requests_ = 0;  // request headers read on this connection
     bool idle_ = false;           // kept alive, waiting for the next request, nothing of it read
     bool closing_ = false;  // a drain asked this connection to close
+    bool client_gone_ = false;  // the client left while its upgrade was held
 };
 
 asio::awaitable<bool> connection::accept_tls() {
@@ -321,7 +324,8 @@ asio::awaitable<upstream_connection*> connection::connect(const routing::upstrea
 asio::awaitable<bool> connection::hold(const routing::upstream& up, clock::time_point until, bool pause) {
     // Woken (its timer cancelled) when an endpoint may be back: an undrain, a health check
     // that passes, a reload. Each second it looks anyway, for an endpoint whose passive
-    // back-off has passed.
+    // back-off has passed. Also woken when the client's socket turns readable: a client that
+    // left (EOF or reset) gives up its place, and the upgrade ends without an answer.
     auto& waiting = ctx_.held[worker_.index()];
     asio::steady_timer timer{worker_.context()};
     struct registration {  // the timer leaves the list however the wait ends
@@ -330,8 +334,41 @@ asio::awaitable<bool> connection::hold(const routing::upstream& up, clock::time_
         ~registration() { list.erase(std::remove(list.begin(), list.end(), t), list.end()); }
     } reg{waiting, &timer};
     waiting.push_back(&timer);
+    struct client_watch {  // outlives this frame if its handler runs after the wait ended
+        asio::steady_timer* timer;
+        bool stirred = false;
+    };
+    const auto watch = std::make_shared<client_watch>(client_watch{&timer});
+    const auto watch_client = [this, &watch] {
+        client_.socket().async_wait(tcp::socket::wait_read, [watch](const error_code& ec) {
+            if (ec || !watch->timer) return;
+            watch->stirred = true;
+            watch->timer->cancel();
+        });
+    };
+    struct unwatch {  // the client's wait ends with this frame
+        client_watch& w;
+        tcp::socket& socket;
+        ~unwatch() {
+            w.timer = nullptr;
+            error_code ignored;
+            socket.cancel(ignored);
+        }
+    } unwatch_client{*watch, client_.socket()};
+    watch_client();
     for (;;) {
         const auto now = clock::now();
+        if (watch->stirred) {
+            watch->stirred = false;
+            char byte;
+            const auto n = ::recv(client_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                client_gone_ = true;
+                co_return false;
+            }
+            if (n < 0) watch_client();  // nothing after all: watch on
+            // Bytes before the 101 (a client that does not wait): held as they are, not watched.
+        }
         if (ctx_.refusing || closing_) co_return false;
         if (!pause && up.pick(now)) co_return true;
         if (ctx_.live[worker_.index()] != live_) co_return true;  // reloaded: the caller looks again
@@ -450,6 +487,10 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         if (!conn && ctx_.refusing) {  // a drain began closing while the upgrade was held
             count_upgrade(*up, metrics::upgrade_result::rejected_draining);
             co_await send_error(client_, {bhttp::status::service_unavailable, "draining", true}, 11, false);
+            co_return;
+        }
+        if (!conn && client_gone_) {  // nobody to answer
+            count_upgrade(*up, metrics::upgrade_result::backend_error);
             co_return;
         }
         if (!conn) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -430,4 +431,29 @@ TEST(held_upgrades, a_reload_that_gives_the_upstream_a_live_endpoint_releases_th
     EXPECT_EQ(post(admin, "/reload").status, 200u);
     ASSERT_EQ(upgrade.wait_for(10s), std::future_status::ready);
     EXPECT_EQ(upgrade.get(), "moved");
+}
+
+TEST(held_upgrades, a_client_that_leaves_while_held_gives_up_its_place_at_once) {
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.upstreams[0].hold_timeout = 30s;
+    cfg.limits.max_sessions_per_client = 1;
+    proxy px{cfg};
+    const auto admin = px.admin_port();
+    ASSERT_EQ(post(admin, "/upstreams/app/drain").status, 202u);
+    {
+        asio::io_context ctx;
+        tcp::socket s{ctx};
+        s.connect({asio::ip::make_address("127.0.0.1"), px.port()});
+        asio::write(s, asio::buffer(std::string_view(
+                           "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")));
+        ASSERT_TRUE(wait_for([&] { return held(admin, "app") == 1; }));
+    }  // the client closes its socket
+    ASSERT_TRUE(wait_for([&] { return held(admin, "app") == 0; }, 5s));  // not 30 s later
+    // Its place (the only one this client may have) is free again.
+    EXPECT_EQ(post(admin, "/upstreams/app/undrain").status, 202u);
+    ws_client c{px.port()};
+    c.send_text("my turn");
+    EXPECT_EQ(c.receive(), "my turn");
 }

@@ -124,3 +124,40 @@ TEST(cli, json_logs_are_one_valid_object_per_line_with_the_session_summary) {
     EXPECT_TRUE(verdict.starts_with("ok")) << verdict << out;
     std::filesystem::remove(file);
 }
+
+TEST(cli, drain_and_undrain_of_an_upstream_say_what_is_wrong) {
+    backend app{named("app")};
+    const auto port = free_port(), admin = free_port();
+    process p{binary_path("wsdrain"), {"--upstream", "127.0.0.1:" + std::to_string(app.port()), "--listen",
+                                       "127.0.0.1:" + std::to_string(port), "--admin",
+                                       "127.0.0.1:" + std::to_string(admin)}};
+    ASSERT_TRUE(wait_ready(admin));
+    const std::string at = "127.0.0.1:" + std::to_string(admin);
+    {  // an unknown upstream: the admin API's 404, and status 1
+        process d{"/bin/sh", {"-c", "exec \"$0\" \"$@\" 2>&1", binary_path("wsdrain"), "drain", "--upstream", "nope",
+                              "--admin", at}};
+        EXPECT_NE(d.read_all().find("answered 404"), std::string::npos);
+        EXPECT_EQ(d.wait(), 1);
+    }
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"undrain", "--admin", at},
+                                                 std::vector<std::string>{"drain", "--endpoint", "127.0.0.1:1"},
+                                                 std::vector<std::string>{"drain", "--upstream", "default",
+                                                                          "--fraction", "0.5"}}) {
+        process bad{binary_path("wsdrain"), args};
+        EXPECT_EQ(bad.wait(), 2) << args[0] << " " << args[1];
+    }
+    {  // the upstream of --upstream is named "default": drained, then undrained with --wait
+        process d{binary_path("wsdrain"), {"drain", "--upstream", "default", "--admin", at, "--wait"}};
+        const std::string out = d.read_all();
+        EXPECT_NE(out.find("drained default:"), std::string::npos) << out;
+        EXPECT_NE(out.find("drained, 0 sessions"), std::string::npos) << out;
+        EXPECT_EQ(d.wait(), 0);
+        process u{binary_path("wsdrain"), {"undrain", "--upstream", "default", "--admin", at, "--wait"}};
+        EXPECT_NE(u.read_all().find("up\n"), std::string::npos);
+        EXPECT_EQ(u.wait(), 0);
+    }
+    ws_client c{port};
+    EXPECT_EQ(c.header("X-Backend"), "app");
+    p.kill(SIGTERM);
+    EXPECT_EQ(p.wait(), 0);
+}

@@ -192,8 +192,11 @@ protected:
             << "listen: 127.0.0.1:" << port_ << "\nadmin: {listen: 127.0.0.1:" << admin_ << "}\nthreads: 2\n"
             << "upstreams:\n"
             << up("app", app_.port()) << up("silent", silent_.port(), ", connect_timeout: 500ms")
-            << up("stalled", stalled_.port()) << up("masked", masked_.port()) << up("refused", closed_port())
-            << up("unreachable", hole_.port(), ", connect_timeout: 500ms") << "routes:\n"
+            << up("stalled", stalled_.port()) << up("masked", masked_.port())
+            // Not held while down: these answer at once (holding is tested in backend_restart_test).
+            << up("refused", closed_port(), ", hold_timeout: 0")
+            << up("unreachable", hole_.port(), ", connect_timeout: 500ms, hold_timeout: 0")
+            << "routes:\n"
             << route("/", "app") << route("/silent", "silent") << route("/stalled", "stalled")
             << route("/masked", "masked") << route("/refused", "refused") << route("/unreachable", "unreachable")
             << "limits:\n  max_header_bytes: 4096\n  header_timeout: 500ms\n  max_frame_bytes: " << max_frame
