@@ -3,7 +3,7 @@
 #   scripts/deps.sh          build and run
 #   scripts/deps.sh --demo   also what the demo's instructions use (curl, a WebSocket client)
 #   scripts/deps.sh --test   also what the tests need
-#   scripts/deps.sh --bench  also what the soak benchmark needs (scripts/soak.sh)
+#   scripts/deps.sh --bench  also what the benchmarks need (scripts/soak.sh, tests/bench/)
 #   scripts/deps.sh --fuzz   also what the fuzzers need (Clang and its libFuzzer)
 set -euo pipefail
 
@@ -13,8 +13,8 @@ case "${1:-}" in
   --demo) packages+=(curl python3 python3-websockets) ;;
   --test) packages+=(libgtest-dev openssl python3 python3-websockets python3-yaml chromium prometheus yamllint systemd
                     golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev debootstrap
-                    clang-14 libclang-rt-14-dev) ;;
-  --bench) packages+=(libgtest-dev python3 python3-websockets gnuplot-nox) ;;
+                    clang-14 libclang-rt-14-dev libbenchmark-dev) ;;
+  --bench) packages+=(libgtest-dev libbenchmark-dev python3 python3-websockets gnuplot-nox valgrind strace) ;;
   --fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
 esac
 
