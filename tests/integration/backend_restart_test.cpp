@@ -26,15 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
-    const auto until = clk::now() + timeout;
-    while (clk::now() < until) {
-        if (done()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return done();
-}
-
 http_result post(std::uint16_t admin, const std::string& path) { return http_request(admin, bhttp::verb::post, path); }
 
 std::string upstream_status(std::uint16_t admin, const std::string& name) {
@@ -50,36 +41,12 @@ std::string endpoint_object(const std::string& json, const std::string& endpoint
 
 std::string address(std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
-// An upgrade request that is not expected to succeed: its answer, read whole.
-http_result refused_upgrade(std::uint16_t port, const std::string& target) {
-    return http_request(port, bhttp::verb::get, target, {},
-                        {{"Upgrade", "websocket"},
-                         {"Connection", "Upgrade"},
-                         {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
-                         {"Sec-WebSocket-Version", "13"}});
-}
-
 double held(std::uint16_t admin, const std::string& upstream) {
     return metric(scrape(admin), "wsdrain_upgrades_held{upstream=\"" + upstream + "\"}");
 }
 
 std::string up_series(const std::string& upstream, std::uint16_t port) {
     return "wsdrain_upstream_endpoint_up{endpoint=\"" + address(port) + "\",upstream=\"" + upstream + "\"}";
-}
-
-// Sends one message on every open session of `pool` and waits until each has its echo.
-bool open_sessions_echo(client_pool& pool) {
-    std::vector<std::uint64_t> before;
-    for (const auto& r : pool.results()) before.push_back(r.messages);
-    pool.send_to_open("still there?");
-    return wait_for(
-        [&] {
-            const auto now = pool.results();
-            for (std::size_t i = 0; i < now.size(); ++i)
-                if (now[i].open() && now[i].messages <= before[i]) return false;
-            return true;
-        },
-        5s);
 }
 
 }  // namespace

@@ -27,15 +27,6 @@ std::string write_config(const std::string& name, std::uint16_t listen, std::uin
     return path.string();
 }
 
-bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
-    const auto until = clk::now() + timeout;
-    while (clk::now() < until) {
-        if (done()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return done();
-}
-
 bool ready(std::uint16_t admin) {
     try {
         return http_request(admin, bhttp::verb::get, "/readyz").status == 200;

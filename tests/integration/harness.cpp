@@ -395,6 +395,37 @@ http_result http_request(std::uint16_t port, bhttp::verb method, const std::stri
     return r;
 }
 
+bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+}
+
+bool open_sessions_echo(client_pool& pool) {
+    std::vector<std::uint64_t> before;
+    for (const auto& r : pool.results()) before.push_back(r.messages);
+    pool.send_to_open("still there?");
+    return wait_for(
+        [&] {
+            const auto now = pool.results();
+            for (std::size_t i = 0; i < now.size(); ++i)
+                if (now[i].open() && now[i].messages <= before[i]) return false;
+            return true;
+        },
+        std::chrono::seconds(5));
+}
+
+http_result refused_upgrade(std::uint16_t port, const std::string& target) {
+    return http_request(port, bhttp::verb::get, target, {},
+                        {{"Upgrade", "websocket"},
+                         {"Connection", "Upgrade"},
+                         {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                         {"Sec-WebSocket-Version", "13"}});
+}
+
 std::string scrape(std::uint16_t admin_port) { return http_request(admin_port, bhttp::verb::get, "/metrics").body; }
 
 std::string json_field(const std::string& json, const std::string& key) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -146,6 +147,14 @@ struct http_result {
 
 http_result http_request(std::uint16_t port, bhttp::verb method, const std::string& target, const std::string& body = {},
                          std::map<std::string, std::string> headers = {});
+
+// Polls `done` every 10 ms until it holds or `timeout` passes; its last answer.
+bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// Sends one message on every open session of `pool` and waits (5 s at most) until each has
+// its echo.
+bool open_sessions_echo(client_pool& pool);
+// An upgrade request whose answer is expected to be an error: that answer, read whole.
+http_result refused_upgrade(std::uint16_t port, const std::string& target);
 
 // The value of one sample in Prometheus text, e.g. `wsdrain_state` or
 // `wsdrain_upgrades_total{result="ok",upstream="app"}`; NaN when absent.

@@ -15,15 +15,6 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
-    const auto until = clk::now() + timeout;
-    while (clk::now() < until) {
-        if (done()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return done();
-}
-
 http_result post_drain(std::uint16_t admin, const std::string& query) {
     return http_request(admin, bhttp::verb::post, "/drain" + (query.empty() ? "" : "?" + query));
 }
@@ -47,22 +38,6 @@ int closed(const client_pool& pool) {
     for (const auto& r : pool.results())
         n += !r.open();
     return n;
-}
-
-// Sends one message on every open session of `pool` and waits until each has its echo.
-bool open_sessions_echo(client_pool& pool) {
-    std::vector<std::uint64_t> before;
-    for (const auto& r : pool.results())
-        before.push_back(r.messages);
-    pool.send_to_open("still there?");
-    return wait_for(
-        [&] {
-            const auto now = pool.results();
-            for (std::size_t i = 0; i < now.size(); ++i)
-                if (now[i].open() && now[i].messages <= before[i]) return false;
-            return true;
-        },
-        5s);
 }
 
 }  // namespace

@@ -24,15 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
-    const auto until = clk::now() + timeout;
-    while (clk::now() < until) {
-        if (done()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return done();
-}
-
 void write_file(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
 
 // The next line of `p`'s output that holds `text` (looking at most 200 lines, 10 s each).
@@ -280,11 +271,7 @@ TEST(reload, a_reload_moves_new_sessions_and_a_broken_file_keeps_the_old_config_
     // Limits apply to new sessions only: with four open, a cap of four refuses the fifth.
     write_config(listen, "one", "limits: {max_sessions: 4}\n");
     EXPECT_EQ(http_request(admin, bhttp::verb::post, "/reload").status, 200u);
-    const auto capped = http_request(port, bhttp::verb::get, "/", {},
-                                     {{"Upgrade", "websocket"},
-                                      {"Connection", "Upgrade"},
-                                      {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
-                                      {"Sec-WebSocket-Version", "13"}});
+    const auto capped = refused_upgrade(port, "/");
     EXPECT_EQ(capped.status, 503u);
     EXPECT_NE(capped.body.find("session limit"), std::string::npos) << capped.body;
     before.send_text("open before the cap");
