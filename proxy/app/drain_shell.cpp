@@ -112,7 +112,7 @@ void drain_shell::apply(const drain::actions& a) {
                               {"sessions_at_start", controller_.sessions_at_start()},
                               {"closed_clean", clean},
                               {"closed_forced", forced}});
-        for (auto* t : waiters_) t->cancel();
+        waiters_.wake_all();
     }
     if (a.exit && on_exit) on_exit();
     if (controller_.current() == drain::state::draining) schedule_tick();
@@ -434,12 +434,7 @@ std::string drain_shell::status_json() const {
 asio::awaitable<bool> drain_shell::wait_drained(std::chrono::milliseconds timeout) {
     if (controller_.current() == drain::state::drained) co_return true;
     asio::steady_timer timer{co_await asio::this_coro::executor, timeout};
-    struct registration {  // the waiter leaves the list however the wait ends
-        std::vector<asio::steady_timer*>& list;
-        asio::steady_timer* t;
-        ~registration() { list.erase(std::remove(list.begin(), list.end(), t), list.end()); }
-    } reg{waiters_, &timer};
-    waiters_.push_back(&timer);
+    const auto registered = waiters_.add(timer);
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     co_return controller_.current() == drain::state::drained;
 }

@@ -24,6 +24,7 @@
 #include "drain/controller.hpp"
 #include "http/front.hpp"
 #include "metrics/metrics.hpp"
+#include "net/waiters.hpp"
 #include "net/worker.hpp"
 
 namespace wsdrain::app {
@@ -120,7 +121,7 @@ private:
     drain::controller controller_;
     std::vector<loop_state> loops_;
     asio::steady_timer tick_timer_;
-    std::vector<asio::steady_timer*> waiters_;
+    net::waiters waiters_;  // GET /drain/wait, woken when drained
     std::optional<partial_drain> partial_;
     std::chrono::system_clock::time_point started_wall_{};
     std::atomic<bool> ready_{true};

@@ -326,14 +326,8 @@ asio::awaitable<bool> connection::hold(const routing::upstream& up, clock::time_
     // that passes, a reload. Each second it looks anyway, for an endpoint whose passive
     // back-off has passed. Also woken when the client's socket turns readable: a client that
     // left (EOF or reset) gives up its place, and the upgrade ends without an answer.
-    auto& waiting = ctx_.held[worker_.index()];
     asio::steady_timer timer{worker_.context()};
-    struct registration {  // the timer leaves the list however the wait ends
-        std::vector<asio::steady_timer*>& list;
-        asio::steady_timer* t;
-        ~registration() { list.erase(std::remove(list.begin(), list.end(), t), list.end()); }
-    } reg{waiting, &timer};
-    waiting.push_back(&timer);
+    const auto registered = ctx_.held[worker_.index()].add(timer);
     struct client_watch {  // outlives this frame if its handler runs after the wait ended
         asio::steady_timer* timer;
         bool stirred = false;
@@ -685,7 +679,7 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
 }  // namespace
 
 void wake_held(net::worker& w, front_context& ctx) {
-    for (asio::steady_timer* t : ctx.held[w.index()]) t->cancel();
+    ctx.held[w.index()].wake_all();
 }
 
 asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket) {

@@ -15,6 +15,7 @@
 
 #include "config/config.hpp"
 #include "net/client_sessions.hpp"
+#include "net/waiters.hpp"
 #include "net/worker.hpp"
 #include "routing/router.hpp"
 
@@ -51,7 +52,7 @@ struct front_context {
     std::vector<std::shared_ptr<const live_config>> live;
     std::vector<std::uint64_t> live_generation;
     // Upgrades waiting for an endpoint, per event loop: waking them cancels their timers.
-    std::vector<std::vector<asio::steady_timer*>> held;
+    std::vector<net::waiters> held;
     const bool tls_listener;                // the listener speaks TLS (fixed at start)
     net::tls_contexts& tls;                 // the listener's TLS (when tls_listener) and TLS to backends
     std::atomic<std::int64_t> sessions{0};  // open WebSocket sessions, for limits.max_sessions
