@@ -148,7 +148,7 @@ private:
     void fail(const YAML::Node& node, const std::string& path, const std::string& text) {
         const YAML::Mark mark = node.IsNull() ? locate(path) : node.Mark();
         problems_.push_back(at(mark, (path.empty() ? "top level" : path) + ": " + text));
-        bad_paths_.push_back(path);
+        bad_paths_.insert(path);
     }
 
     // Where `path` is in the file, or else the nearest enclosing key that is.
@@ -162,11 +162,23 @@ private:
     }
 
     bool follows_from_bad_value(const detail::rule_violation& violation) const {
-        const auto touches_bad_value = [this](const std::string& path) {
-            return std::ranges::any_of(
-                bad_paths_, [&path](const std::string& bad) { return is_within(path, bad) || is_within(bad, path); });
-        };
-        return touches_bad_value(violation.path) || std::ranges::any_of(violation.inputs, touches_bad_value);
+        const auto touches = [this](const std::string& path) { return touches_bad_value(path); };
+        return touches(violation.path) || std::ranges::any_of(violation.inputs, touches);
+    }
+
+    // Whether a bad value lies at `path`, around it or inside it. Looked up in the sorted set
+    // rather than compared with every bad value: a file may hold hundreds of each (found by
+    // tests/fuzz/fuzz_config, where a list of empty items made this quadratic).
+    bool touches_bad_value(const std::string& path) const {
+        if (bad_paths_.empty()) return false;
+        // Around it: "" and every enclosing path ("upstreams", "upstreams[0]", ...), and itself.
+        if (bad_paths_.contains(std::string())) return true;
+        for (std::size_t cut = path.find_first_of(".[", 1); cut != std::string::npos; cut = path.find_first_of(".[", cut + 1))
+            if (bad_paths_.contains(path.substr(0, cut))) return true;
+        // Itself or inside it: the paths that start with it, in order right after it.
+        for (auto it = bad_paths_.lower_bound(path); it != bad_paths_.end() && it->starts_with(path); ++it)
+            if (is_within(*it, path)) return true;
+        return false;
     }
 
     std::vector<problem>& problems_;
@@ -174,7 +186,7 @@ private:
     // its key (a block mapping's own mark would be its first inner key, an empty value's the
     // next token).
     std::map<std::string, YAML::Mark> marks_;
-    std::vector<std::string> bad_paths_;       // key paths of values reported as bad
+    std::set<std::string> bad_paths_;          // key paths of values reported as bad
 };
 
 template <std::unsigned_integral T>
