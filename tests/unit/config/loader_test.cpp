@@ -512,6 +512,16 @@ TEST(config_problems, syntax_error_at_the_end_of_the_input_points_into_its_line)
               (messages{"1:13: invalid YAML: bad character found while scanning hex number"}));
 }
 
+TEST(config_problems, hundreds_of_bad_list_items_are_each_reported_once) {
+    // Each empty item is a bad endpoint, and the rules that read them stay quiet. This took
+    // quadratic time before (found by tests/fuzz/fuzz_config).
+    const std::string items(500, ',');
+    const messages problems = problems_of("upstreams: [{name: app, endpoints: [" + items + "]}]\n");
+    ASSERT_EQ(problems.size(), 500u);
+    EXPECT_EQ(problems[0], "1:37: upstreams[0].endpoints[0]: expected HOST:PORT or [IPv6]:PORT, got nothing");
+    EXPECT_EQ(problems[499], "1:536: upstreams[0].endpoints[499]: expected HOST:PORT or [IPv6]:PORT, got nothing");
+}
+
 TEST(config_problems, second_yaml_document_is_an_error) {
     EXPECT_EQ(problems_of(lines({"threads: 1", "---", "threads: 2"})),
               (messages{"3:1: a config file holds one YAML document, found more"}));
