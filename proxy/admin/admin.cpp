@@ -172,6 +172,8 @@ asio::awaitable<response> route(const bhttp::request<bhttp::string_body>& req, c
         co_return h.ready() ? text(bhttp::status::ok, "ready\n")
                             : text(bhttp::status::service_unavailable, "draining\n");
     if (path == "/drain") co_return json(bhttp::status::ok, h.drain_status());
+    if (path == "/reload" || (upstream_op && !upstream_op->action.empty()))
+        co_return text(bhttp::status::method_not_allowed, "method not allowed: use POST\n");
     if (path == "/upstreams") co_return json(bhttp::status::ok, h.upstreams_status());
     if (upstream_op && upstream_op->action.empty()) {
         const std::string status = h.upstream_status(upstream_op->upstream);

@@ -113,6 +113,9 @@ TEST(upstream_drain, unknown_upstreams_and_endpoints_are_404_and_an_endpoint_may
     EXPECT_EQ(post(admin, "/upstreams/app/endpoints/127.0.0.1:1/drain").status, 404u);
     EXPECT_EQ(post(admin, "/upstreams/app/sideways").status, 404u);
     EXPECT_EQ(http_request(admin, bhttp::verb::get, "/upstreams/nope").status, 404u);
+    EXPECT_EQ(http_request(admin, bhttp::verb::get, "/upstreams/app/drain").status, 405u);
+    EXPECT_EQ(http_request(admin, bhttp::verb::get, "/reload").status, 405u);
+    EXPECT_EQ(http_request(admin, bhttp::verb::put, "/upstreams").status, 405u);
     const auto all = http_request(admin, bhttp::verb::get, "/upstreams");
     EXPECT_EQ(all.status, 200u);
     EXPECT_NE(all.body.find("\"name\":\"app\""), std::string::npos) << all.body;
