@@ -89,10 +89,10 @@ private:
 // One TLS record's plaintext at most.
 constexpr std::size_t tls_read_size = 16 * 1024;
 
-tunnel::leg::leg(net::leg_transport&& t) : socket(std::move(t.socket)), tls(std::move(t.tls)) {
+tunnel::leg::leg(net::leg_transport&& t, net::readable_wait::callback on_readable, tunnel* owner)
+    : socket(std::move(t.socket)), readable(on_readable, owner), tls(std::move(t.tls)) {
     if (tls) tls_input = std::make_unique<std::uint8_t[]>(tls_read_size);
 }
-tunnel::leg::leg(leg&&) noexcept = default;
 tunnel::leg::~leg() = default;
 
 tcp::socket& tunnel::leg::raw() { return tls ? tls->next_layer().socket() : socket; }
@@ -100,7 +100,8 @@ tcp::socket& tunnel::leg::raw() { return tls ? tls->next_layer().socket() : sock
 tunnel::tunnel(net::worker& w, net::leg_transport downstream, net::leg_transport upstream, tunnel_params params)
     : worker_(w),
       params_(std::move(params)),
-      legs_{leg{std::move(downstream)}, leg{std::move(upstream)}},
+      legs_{leg{std::move(downstream), &tunnel::on_readable<leg_id::downstream>, this},
+            leg{std::move(upstream), &tunnel::on_readable<leg_id::upstream>, this}},
       streams_{{codec::frame_scanner{{true, params_.allowed_rsv, params_.max_frame_bytes}}},
                {codec::frame_scanner{{false, params_.allowed_rsv, params_.max_frame_bytes}}}},
       timer_(w.context()),
@@ -213,16 +214,24 @@ void tunnel::read_to_fin(leg_id from) {
                               });
 }
 
+// Waits without re-arming the descriptor (see net/readable_wait.hpp): this is only called
+// after a short read, and the socket is registered edge-triggered for input from the start.
 void tunnel::wait_readable(leg_id from) {
     leg& src = leg_of(from);
     src.waiting = true;
-    src.socket.async_wait(tcp::socket::wait_read, [self = ptr(this), from](const error_code& ec) {
-        leg& l = self->leg_of(from);
-        l.waiting = false;
-        if (l.finished) return;
-        if (ec) return self->on_end(from, ec);
-        self->read(from);
-    });
+    intrusive_ptr_add_ref(this);  // given back by on_readable
+    src.readable.start(src.socket);
+}
+
+template <leg_id From>
+void tunnel::on_readable(void* owner, const error_code* ec) {
+    const ptr self(static_cast<tunnel*>(owner), false);  // adopts the wait's reference
+    if (ec == nullptr) return;                           // the event loop shut down
+    leg& l = self->leg_of(From);
+    l.waiting = false;
+    if (l.finished) return;
+    if (*ec) return self->on_end(From, *ec);
+    self->read(From);
 }
 
 // --- relaying --------------------------------------------------------------------------

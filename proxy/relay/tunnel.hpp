@@ -21,6 +21,7 @@
 
 #include "codec/frame_scanner.hpp"
 #include "metrics/metrics.hpp"
+#include "net/readable_wait.hpp"
 #include "net/worker.hpp"
 #include "relay/leg_phase.hpp"
 
@@ -85,12 +86,12 @@ private:
     enum class verdict : std::uint8_t { none, idle, error, forced };
 
     struct leg {
-        explicit leg(net::leg_transport&& t);
-        leg(leg&&) noexcept;
+        leg(net::leg_transport&& t, net::readable_wait::callback on_readable, tunnel* owner);
         ~leg();
         tcp::socket& raw();  // the TCP socket, under TLS or not
 
         tcp::socket socket;               // a plain leg's socket (empty under TLS)
+        net::readable_wait readable;      // a plain leg's wait for input (holds a reference)
         std::unique_ptr<net::tls_stream> tls;  // a TLS leg's stream, read and written asynchronously
         std::unique_ptr<std::uint8_t[]> tls_input;  // what a TLS read delivered...
         std::size_t tls_held = 0;              // ...and not relayed yet (the other leg was busy)
@@ -131,6 +132,8 @@ private:
     void read_tls(leg_id from);
     void read_to_fin(leg_id from);
     void wait_readable(leg_id from);
+    template <leg_id From>
+    static void on_readable(void* owner, const boost::system::error_code* ec);
     void relay(leg_id from, const std::uint8_t* data, std::size_t size);
     bool on_control(leg_id from, const codec::scan_event& e, const std::uint8_t* input);
     void on_protocol_error(leg_id from, codec::scan_error err);

@@ -1,0 +1,80 @@
+#include "net/readable_wait.hpp"
+
+#include <boost/asio/detail/reactor.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/query.hpp>
+
+#include <utility>
+
+namespace wsdrain::net {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+readable_wait::op::op(callback c, void* o) : reactor_op(error_code(), &op::perform, &op::complete), cb(c), owner(o) {}
+
+// Run by the reactor when the descriptor reports input (or an error): the wait is over.
+// "Exhausted" tells the reactor not to try the next wait speculatively, so it queues quietly.
+asio::detail::reactor_op::status readable_wait::op::perform(reactor_op*) { return done_and_exhausted; }
+
+void readable_wait::op::complete(void* scheduler, asio::detail::scheduler_operation* base, const error_code&, std::size_t) {
+    auto* o = static_cast<op*>(base);
+    if (scheduler == nullptr) return o->cb(o->owner, nullptr);  // destroyed at shutdown
+    const error_code ec = o->ec_;
+    o->cb(o->owner, &ec);  // may end the owner, and this operation with it
+}
+
+#if defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+
+namespace {
+
+using reactor = asio::detail::epoll_reactor;
+
+// The socket's implementation (descriptor and reactor data) is a protected member of
+// basic_socket; a pointer to it may be formed through a derived class.
+struct socket_access : asio::ip::tcp::socket {
+    static auto& impl(asio::ip::tcp::socket& s) { return (s.*(&socket_access::impl_)).get_implementation(); }
+};
+
+// Each event loop thread runs one io_context: its reactor is looked up once per thread.
+reactor& reactor_of(asio::ip::tcp::socket& s) {
+    thread_local asio::execution_context* context = nullptr;
+    thread_local reactor* cached = nullptr;
+    asio::execution_context& c = asio::query(s.get_executor(), asio::execution::context);
+    if (&c != context) {
+        cached = &asio::use_service<reactor>(c);
+        context = &c;
+    }
+    return *cached;
+}
+
+}  // namespace
+
+void readable_wait::start(asio::ip::tcp::socket& socket) {
+    auto& impl = socket_access::impl(socket);
+    op_.ec_ = error_code();
+    reactor_of(socket).start_op(reactor::read_op, impl.socket_, impl.reactor_data_, &op_, true, true);
+}
+
+#else  // another reactor: Asio's own wait, one allocation and (maybe) one syscall each time
+
+void readable_wait::start(asio::ip::tcp::socket& socket) {
+    // Runs the callback once: with the result, or with nullptr if it is never invoked.
+    struct handler {
+        op* o;
+        explicit handler(op* x) : o(x) {}
+        handler(handler&& h) noexcept : o(std::exchange(h.o, nullptr)) {}
+        ~handler() {
+            if (o) o->cb(o->owner, nullptr);
+        }
+        void operator()(const error_code& ec) {
+            op* x = std::exchange(o, nullptr);
+            x->cb(x->owner, &ec);
+        }
+    };
+    socket.async_wait(asio::ip::tcp::socket::wait_read, handler(&op_));
+}
+
+#endif
+
+}  // namespace wsdrain::net

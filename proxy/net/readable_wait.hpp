@@ -1,0 +1,47 @@
+#pragma once
+// A wait for a plain TCP socket to become readable, for a reader that reads until a short
+// read and only then waits (edge-triggered), as a tunnel leg does.
+//
+// Asio's socket.async_wait(wait_read) costs a syscall each time: it is never "speculative", so
+// the epoll reactor re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on every call. That is
+// one syscall per relayed message in a ping-pong, which nginx does not make. Asio registers
+// every socket edge-triggered for input when it is opened, so a reader that has just seen a
+// short read needs no re-arm: this wait queues on the reactor the way a speculative read does
+// (no syscall), and its "perform" step, run by the reactor when input arrives, only reports
+// it. The operation lives inside its owner: no allocation per wait either.
+//
+// It reaches into Asio's reactor (detail::epoll_reactor, Boost 1.81). Where Asio is built
+// with another reactor (-DWSDRAIN_IO_URING=ON) it falls back to async_wait.
+
+#include <boost/asio/detail/reactor_op.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+namespace wsdrain::net {
+
+class readable_wait {
+public:
+    // Runs on the socket's thread once it is readable, at EOF, or failed (ec empty: read to
+    // find out which); with operation_aborted once the socket is closed. At io_context shutdown
+    // it runs with ec == nullptr instead: release what the wait held, do nothing else.
+    using callback = void (*)(void* owner, const boost::system::error_code* ec);
+
+    readable_wait(callback cb, void* owner) : op_(cb, owner) {}
+    readable_wait(const readable_wait&) = delete;
+    readable_wait& operator=(const readable_wait&) = delete;
+
+    // At most one wait at a time; the socket must stay open (or be closed, which aborts the
+    // wait) until the callback has run.
+    void start(boost::asio::ip::tcp::socket& socket);
+
+private:
+    struct op : boost::asio::detail::reactor_op {
+        op(callback c, void* o);
+        static status perform(reactor_op* base);
+        static void complete(void* scheduler, boost::asio::detail::scheduler_operation* base, const boost::system::error_code&, std::size_t);
+        callback cb;
+        void* owner;
+    };
+    op op_;
+};
+
+}  // namespace wsdrain::net
