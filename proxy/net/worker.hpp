@@ -10,6 +10,7 @@
 #include <string>
 
 #include "metrics/metrics.hpp"
+#include "net/deadlines.hpp"
 
 namespace wsdrain::routing {
 class endpoint;
@@ -78,6 +79,9 @@ public:
     bool closing_sessions() const { return closing_sessions_; }
     void set_closing_sessions(bool c) { closing_sessions_ = c; }
 
+    // The deadlines of this loop's sessions.
+    deadline_queue& deadlines() { return deadlines_; }
+
     // A read buffer shared by every session of this thread: a session reads into it,
     // relays what it can at once and keeps only what the other side could not take.
     std::uint8_t* scratch() { return scratch_.get(); }
@@ -90,6 +94,7 @@ public:
 private:
     unsigned index_;
     asio::io_context context_{1};
+    deadline_queue deadlines_{context_};
     metrics::thread_shard& stats_;
     session_list sessions_;
     session_list chosen_;

@@ -98,13 +98,13 @@ tunnel::leg::~leg() = default;
 tcp::socket& tunnel::leg::raw() { return tls ? tls->next_layer().socket() : socket; }
 
 tunnel::tunnel(net::worker& w, net::leg_transport downstream, net::leg_transport upstream, tunnel_params params)
-    : worker_(w),
+    : net::deadline(&tunnel::on_deadline),
+      worker_(w),
       params_(std::move(params)),
       legs_{leg{std::move(downstream), &tunnel::on_readable<leg_id::downstream>, this},
             leg{std::move(upstream), &tunnel::on_readable<leg_id::upstream>, this}},
       streams_{{codec::frame_scanner{{true, params_.allowed_rsv, params_.max_frame_bytes}}},
                {codec::frame_scanner{{false, params_.allowed_rsv, params_.max_frame_bytes}}}},
-      timer_(w.context()),
       id_(w.next_session_id()),
       started_(clock::now()),
       last_downstream_activity_(started_) {}
@@ -621,8 +621,8 @@ void tunnel::force_close() {
 void tunnel::finish() {
     if (finished_) return;
     finished_ = true;
-    timer_.cancel();
-    unlink();
+    worker_.deadlines().cancel(*this);
+    session_link::unlink();
     publish_counts();
 
     const auto now = clock::now();
@@ -671,17 +671,17 @@ void tunnel::finish() {
 
 // --- time ------------------------------------------------------------------------------
 
+// One deadline at a time, the earliest; on_timer() works out which it was and re-arms.
 void tunnel::arm_timer() {
     if (finished_) return;
     const auto at = std::min({close_deadline_, next_ping_, pong_deadline_, message_wait_until_});
-    if (at == clock::time_point::max() || at >= timer_at_) return;
-    timer_at_ = at;
-    timer_.expires_at(at);
-    timer_.async_wait([self = ptr(this)](const error_code& ec) {
-        if (ec == asio::error::operation_aborted || self->finished_) return;
-        self->timer_at_ = clock::time_point::max();
-        self->on_timer();
-    });
+    if (at == clock::time_point::max() || at >= deadline::at()) return;
+    worker_.deadlines().schedule(*this, at);
+}
+
+void tunnel::on_deadline(net::deadline& d) {
+    const ptr self(static_cast<tunnel*>(&d));
+    if (!self->finished_) self->on_timer();
 }
 
 void tunnel::on_timer() {

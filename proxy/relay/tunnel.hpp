@@ -9,7 +9,6 @@
 // injected between frames, never inside one.
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -59,7 +58,7 @@ struct tunnel_params {
     std::string retire_close_reason;  // with 1012, for a session born on a drained endpoint
 };
 
-class tunnel final : public net::session_link {
+class tunnel final : public net::session_link, private net::deadline {
 public:
     // Starts relaying. `*_early` are bytes already read from each leg after the handshake
     // (frames that arrived with the request or the 101); they are relayed first.
@@ -151,6 +150,7 @@ private:
     void finish();
 
     void arm_timer();
+    static void on_deadline(net::deadline& d);
     void on_timer();
     void publish_counts();
     void count_drop(leg_id from, metrics::drop_reason why);
@@ -160,8 +160,6 @@ private:
     tunnel_params params_;
     leg legs_[2];
     stream streams_[2];
-    asio::steady_timer timer_;
-    clock::time_point timer_at_ = clock::time_point::max();
 
     std::uint64_t id_;
     clock::time_point started_;
