@@ -8,6 +8,10 @@
 //               answers do (open loop: no coordinated omission); latency is measured from the
 //               time a message was due, not from when it could be sent
 //     idle      opens N sessions, prints {"open":N} and holds them until stdin closes
+//     drain     opens N sessions, prints {"open":N}, then waits (at most --seconds) for the
+//               proxy to close every one; reports when each Close frame arrived (system clock,
+//               ns since the epoch, for tests/bench/drain_bench.py), its code, and whether the
+//               close handshake completed
 //     upgrades  --sessions N loops of: connect, upgrade, Close, TCP close
 // --sources K spreads client connections over 127.0.0.1 .. 127.0.0.K (more than 64k sessions
 // per destination port need more source addresses; it also spreads kernel hash buckets).
@@ -19,14 +23,18 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -55,7 +63,13 @@ struct totals {
     std::uint64_t errors = 0;
     std::uint64_t upgrades = 0;
     std::vector<std::uint32_t> latencies_us;  // latency mode
+    int open = 0;                             // drain mode: sessions not closed yet
 };
+
+std::int64_t wall_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 tcp::endpoint source_address(int index, int sources) {
     const unsigned last = 1 + static_cast<unsigned>(index % std::max(1, sources));
@@ -103,6 +117,19 @@ public:
         schedule();
     }
 
+    // Drain mode: reads (and drops) whatever comes until the proxy closes the session.
+    void watch_close(asio::io_context& ctx) {
+        ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+            if (kind == websocket::frame_type::close && close_frame_ns == 0) close_frame_ns = wall_ns();
+        });
+        read_to_close(ctx);
+    }
+
+    std::int64_t close_frame_ns = 0;  // when the Close frame arrived (0: none)
+    std::int64_t ended_ns = 0;        // when the session ended, handshake or not
+    bool clean = false;               // Close both ways, then the TCP connection ended
+    std::uint16_t close_code = 0;
+
     void close_then(std::function<void()> done) {
         ws_.async_close(websocket::close_code::normal, [self = shared_from_this(), done](beast::error_code) {
             beast::error_code ec;
@@ -139,6 +166,19 @@ private:
                 self->send_now();  // closed loop: the next one as soon as this one is back
             }
             self->read_loop();
+        });
+    }
+
+    void read_to_close(asio::io_context& ctx) {
+        ws_.async_read(buffer_, [self = shared_from_this(), &ctx](beast::error_code ec, std::size_t n) {
+            if (!ec) {
+                self->buffer_.consume(n);
+                return self->read_to_close(ctx);
+            }
+            self->ended_ns = wall_ns();
+            self->clean = ec == websocket::error::closed;
+            self->close_code = self->ws_.reason().code;
+            if (--self->t_.open == 0) ctx.stop();
         });
     }
 
@@ -223,9 +263,14 @@ bool parse(int argc, char** argv, options& o) {
 int main(int argc, char** argv) {
     options o;
     if (!parse(argc, argv, o)) {
-        std::cerr << "usage: wsdrain_loadgen pingpong|stream|latency|idle|upgrades --port P [--sessions N] "
+        std::cerr << "usage: wsdrain_loadgen pingpong|stream|latency|idle|drain|upgrades --port P [--sessions N] "
                      "[--size B] [--inflight K] [--rate R] [--seconds S] [--sources K]\n";
         return 2;
+    }
+    // Descriptors: one a session; the soft limit goes up to the hard one.
+    if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
     asio::io_context ctx{1};
     totals t;
@@ -282,6 +327,39 @@ int main(int argc, char** argv) {
         }  // held until stdin closes
         for (auto& s : sessions) s->stop();
         return 0;
+    }
+
+    if (o.mode == "drain") {
+        std::printf("{\"mode\":\"drain\",\"open\":%d}\n", opened);
+        std::fflush(stdout);
+        t.open = opened;
+        for (auto& s : sessions) s->watch_close(ctx);
+        asio::steady_timer give_up{ctx, span};
+        give_up.async_wait([&](beast::error_code) { ctx.stop(); });
+        ctx.run();
+        int clean = 0, unclean = 0, no_close_frame = 0;
+        std::map<std::uint16_t, int> codes;
+        for (auto& s : sessions) {
+            if (s->ended_ns == 0) continue;
+            s->clean ? ++clean : ++unclean;
+            if (s->close_frame_ns == 0) ++no_close_frame;
+            else ++codes[s->close_code];
+        }
+        std::printf("{\"mode\":\"drain\",\"sessions\":%d,\"clean\":%d,\"unclean\":%d,\"still_open\":%d,"
+                    "\"no_close_frame\":%d,\"codes\":{",
+                    opened, clean, unclean, t.open, no_close_frame);
+        const char* sep = "";
+        for (const auto& [code, n] : codes) std::printf("%s\"%u\":%d", std::exchange(sep, ","), code, n);
+        std::printf("},\"close_frame_ns\":[");
+        sep = "";
+        for (auto& s : sessions)
+            if (s->close_frame_ns) std::printf("%s%lld", std::exchange(sep, ","), static_cast<long long>(s->close_frame_ns));
+        std::printf("],\"ended_ns\":[");
+        sep = "";
+        for (auto& s : sessions)
+            if (s->ended_ns) std::printf("%s%lld", std::exchange(sep, ","), static_cast<long long>(s->ended_ns));
+        std::printf("]}\n");
+        return t.open == 0 && unclean == 0 ? 0 : 1;
     }
 
     const auto t0 = clock_type::now();
