@@ -94,6 +94,14 @@ scan_event frame_scanner::fail(scan_error e) {
     return ev;
 }
 
+std::uint8_t* frame_scanner::control_carry() {
+    if (!control_carry_) {
+        control_carry_ = std::make_unique<std::uint8_t[]>(max_control_frame);
+        std::memcpy(control_carry_.get(), header_carry_, carry_size_);
+    }
+    return control_carry_.get();
+}
+
 scan_event frame_scanner::next(const std::uint8_t* data, std::size_t size) {
     scan_event ev;
     if (state_ == state::failed) return fail(scan_error::none);
@@ -111,16 +119,16 @@ scan_event frame_scanner::next(const std::uint8_t* data, std::size_t size) {
         return ev;
     }
 
-    // state::header. Find the header: in place, or completed in carry_ from earlier bytes.
+    // state::header. Find the header: in place, or completed in the carry from earlier bytes.
     const std::uint8_t* hdr = data;
     std::size_t avail = size;
-    std::size_t used = 0;  // input bytes copied into carry_
+    std::size_t used = 0;  // input bytes copied into the carry
     if (carry_size_ > 0) {
         for (;;) {
-            const std::size_t need = header_size_needed(carry_, carry_size_);
+            const std::size_t need = header_size_needed(carry(), carry_size_);
             if (carry_size_ >= need) break;
             const std::size_t take = std::min(need - carry_size_, size - used);
-            std::memcpy(carry_ + carry_size_, data + used, take);
+            std::memcpy(carry() + carry_size_, data + used, take);
             carry_size_ = static_cast<std::uint8_t>(carry_size_ + take);
             used += take;
             if (carry_size_ < need) {
@@ -128,15 +136,15 @@ scan_event frame_scanner::next(const std::uint8_t* data, std::size_t size) {
                 return ev;  // need_more
             }
         }
-        hdr = carry_;
+        hdr = carry();
         avail = carry_size_;
     }
 
     scan_error err = scan_error::none;
     const std::size_t hs = parse_header(hdr, avail, err);
     if (err != scan_error::none) return fail(err);
-    if (hs == 0) {  // only possible without carry: start carrying
-        std::memcpy(carry_, data, size);
+    if (hs == 0) {  // only possible without carry: start carrying (size < max_header_bytes)
+        std::memcpy(carry(), data, size);
         carry_size_ = static_cast<std::uint8_t>(size);
         ev.consumed = size;
         return ev;
@@ -153,20 +161,21 @@ scan_event frame_scanner::next(const std::uint8_t* data, std::size_t size) {
             return ev;
         }
         if (carry_size_ == 0) {  // start carrying the control frame
-            std::memcpy(carry_, data, size);
+            std::memcpy(control_carry(), data, size);
             carry_size_ = static_cast<std::uint8_t>(size);
             ev.consumed = size;
             return ev;
         }
         const std::size_t take = std::min(total - carry_size_, size - used);
-        std::memcpy(carry_ + carry_size_, data + used, take);
+        std::uint8_t* const carried = control_carry();
+        std::memcpy(carried + carry_size_, data + used, take);
         carry_size_ = static_cast<std::uint8_t>(carry_size_ + take);
         used += take;
         ev.consumed = used;
         if (carry_size_ < total) return ev;  // need_more
         ev.kind = event_kind::control;
         ev.skip = used;
-        ev.head = {carry_, total};
+        ev.head = {carried, total};
         ev.frame_start = ev.frame_end = true;
         carry_size_ = 0;
         return ev;
@@ -178,7 +187,7 @@ scan_event frame_scanner::next(const std::uint8_t* data, std::size_t size) {
     ev.frame_start = true;
     std::size_t header_in_input = hs;
     if (carry_size_ > 0) {
-        ev.head = {carry_, hs};
+        ev.head = {carry(), hs};
         ev.skip = used;
         header_in_input = used;
         carry_size_ = 0;

@@ -4,9 +4,10 @@
 // It is fed the bytes a leg sends, in whatever pieces the network delivers, and reports
 // frame boundaries without copying payload: the relay forwards input ranges unchanged and
 // learns where it may inject frames of its own. Only two things are copied: the first
-// bytes of a frame whose header is split across reads, and control frames split across
-// reads (at most 131 bytes), so that the relay can decide on a whole control frame (a Pong
-// answering the proxy's own Ping is consumed, a Close is parsed).
+// bytes of a frame whose header is split across reads (at most 14, kept inline), and control
+// frames split across reads (at most 131 bytes, in a buffer allocated the first time one is),
+// so that the relay can decide on a whole control frame (a Pong answering the proxy's own
+// Ping is consumed, a Close is parsed). A scanner is small: every idle session holds two.
 //
 //   scanner s{policy};
 //   for (size_t pos = 0; pos < n;) {
@@ -17,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "codec/frame.hpp"
@@ -107,6 +109,10 @@ private:
     std::size_t parse_header(const std::uint8_t* p, std::size_t n, scan_error& err);
     scan_error check_header() const;
     scan_event fail(scan_error e);
+    // Where carried bytes go: inline while they are a header, the control buffer once a
+    // control frame has been carried.
+    std::uint8_t* carry() { return control_carry_ ? control_carry_.get() : header_carry_; }
+    std::uint8_t* control_carry();
 
     scan_policy policy_;
     frame_info frame_{};
@@ -114,7 +120,8 @@ private:
     state state_ = state::header;
     bool message_open_ = false;    // a data message with fin=0 has started
     std::uint8_t carry_size_ = 0;
-    std::uint8_t carry_[max_control_frame];
+    std::uint8_t header_carry_[max_header_bytes];
+    std::unique_ptr<std::uint8_t[]> control_carry_;  // max_control_frame bytes, once needed
 };
 
 }  // namespace wsdrain::codec

@@ -570,16 +570,8 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     params.client_address = client_address_;
     params.session_count = slot.count;
     params.per_client = client_slot.sessions;
-    params.client_ip = client_info_.address;
-    params.read_size = static_cast<std::size_t>(std::min<std::uint64_t>(limits.session_buffer_bytes, net::worker::scratch_size));
-    params.drain_close_code = cfg.drain.close_code;
-    params.drain_close_reason = cfg.drain.close_reason;
-    params.retire_close_reason = net::endpoint_drain_reason;
-    if (const auto& hint = cfg.drain.reconnect_hint) {
-        const auto retry_after = config::draw_retry_after(*hint, worker_.random());
-        params.drain_close_reason = config::with_reconnect_hint(cfg.drain.close_reason, retry_after);
-        params.retire_close_reason = config::with_reconnect_hint(net::endpoint_drain_reason, retry_after);
-    }
+    params.client_ip_size = static_cast<std::uint8_t>(client_info_.address.size());
+    params.read_size = static_cast<std::uint32_t>(std::min<std::uint64_t>(limits.session_buffer_bytes, net::worker::scratch_size));
     slot.count = nullptr;
     client_slot.sessions = nullptr;
     endpoint_slot.endpoint = nullptr;
@@ -588,7 +580,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     const auto up_early = conn->buffer.data();
     relay::tunnel::start(worker_, client_.release(), conn->stream.release(), std::move(params),
                          {static_cast<const std::uint8_t*>(down_early.data()), down_early.size()},
-                         {static_cast<const std::uint8_t*>(up_early.data()), up_early.size()});
+                         {static_cast<const std::uint8_t*>(up_early.data()), up_early.size()}, cfg.drain);
     upstream_.reset();
 }
 

@@ -12,6 +12,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "config/config.hpp"
 #include "log/log.hpp"
 #include "net/client_sessions.hpp"
 #include "net/stream.hpp"
@@ -112,7 +113,8 @@ tunnel::tunnel(net::worker& w, net::leg_transport downstream, net::leg_transport
 tunnel::~tunnel() = default;
 
 void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_transport upstream, tunnel_params params,
-                   std::span<const std::uint8_t> downstream_early, std::span<const std::uint8_t> upstream_early) {
+                   std::span<const std::uint8_t> downstream_early, std::span<const std::uint8_t> upstream_early,
+                   const config::drain_config& drain) {
     ptr self{new tunnel(w, std::move(downstream), std::move(upstream), std::move(params))};
     (w.closing_sessions() ? w.closing() : w.sessions()).push_back(*self);
     for (leg& l : self->legs_) {
@@ -128,10 +130,14 @@ void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_trans
     if (!downstream_early.empty()) self->relay(leg_id::downstream, downstream_early.data(), downstream_early.size());
     self->read(leg_id::downstream);
     self->read(leg_id::upstream);
+    const auto reason = [&](std::string_view r) {
+        return drain.reconnect_hint ? config::with_reconnect_hint(r, config::draw_retry_after(*drain.reconnect_hint, w.random()))
+                                    : std::string(r);
+    };
     if (w.closing_sessions()) {
-        self->drain_close(self->params_.drain_close_code, self->params_.drain_close_reason, net::drain_kind::full);
+        self->drain_close(drain.close_code, reason(drain.close_reason), net::drain_kind::full);
     } else if (self->params_.endpoint->drained()) {  // drained while this upgrade was under way
-        self->drain_close(codec::close_code::service_restart, self->params_.retire_close_reason, net::drain_kind::endpoint);
+        self->drain_close(codec::close_code::service_restart, reason(net::endpoint_drain_reason), net::drain_kind::endpoint);
     }
 }
 
@@ -185,7 +191,7 @@ void tunnel::read_tls(leg_id from) {
         return read_tls(from);
     }
     src.waiting = true;
-    src.tls->async_read_some(asio::buffer(src.tls_input.get(), std::min(tls_read_size, params_.read_size)),
+    src.tls->async_read_some(asio::buffer(src.tls_input.get(), std::min<std::size_t>(tls_read_size, params_.read_size)),
                              [self = ptr(this), from](const error_code& ec, std::size_t n) {
                                  leg& l = self->leg_of(from);
                                  l.waiting = false;
@@ -647,7 +653,7 @@ void tunnel::finish() {
         (clean ? stats.partial_closed_clean : stats.partial_closed_forced).add();
     params_.endpoint->session_closed();
     if (params_.session_count) params_.session_count->fetch_sub(1, std::memory_order_relaxed);
-    if (params_.per_client) params_.per_client->release(params_.client_ip);
+    if (params_.per_client) params_.per_client->release(params_.client_address.substr(0, params_.client_ip_size));
 
     const char* closed_by = !close_seen_ ? "none"
                             : close_by_proxy_ ? "proxy"

@@ -34,6 +34,10 @@ namespace wsdrain::routing {
 class endpoint;
 }  // namespace wsdrain::routing
 
+namespace wsdrain::config {
+struct drain_config;
+}  // namespace wsdrain::config
+
 namespace wsdrain::relay {
 
 namespace asio = boost::asio;
@@ -43,28 +47,27 @@ using clock = std::chrono::steady_clock;
 struct tunnel_params {
     std::uint64_t max_frame_bytes = 16 * 1024 * 1024;
     std::uint8_t allowed_rsv = 0;  // RSV bits the negotiated extensions use
+    std::uint8_t client_ip_size = 0;  // client_address starts with the client's IP: this long
+    std::uint32_t read_size = 64 * 1024;  // at most net::worker::scratch_size
     std::chrono::milliseconds ping_interval{30000};
     std::chrono::milliseconds keepalive_timeout{10000};
     std::chrono::milliseconds close_timeout{5000};
     // Counts this session already; the tunnel gives it back. Its upstream names the metrics.
     std::shared_ptr<routing::endpoint> endpoint;
-    std::string client_address;
+    std::string client_address;                          // "IP:port"
     std::atomic<std::int64_t>* session_count = nullptr;  // decremented when the session ends
-    net::client_sessions* per_client = nullptr;          // released for client_ip when it ends
-    std::string client_ip;
-    std::size_t read_size = 64 * 1024;  // at most net::worker::scratch_size
-    std::uint16_t drain_close_code = 1001;               // for a session born during a drain
-    std::string drain_close_reason;
-    std::string retire_close_reason;  // with 1012, for a session born on a drained endpoint
+    net::client_sessions* per_client = nullptr;          // released for the client's IP when it ends
 };
 
 class tunnel final : public net::session_link, private net::deadline {
 public:
     // Starts relaying. `*_early` are bytes already read from each leg after the handshake
-    // (frames that arrived with the request or the 101); they are relayed first.
+    // (frames that arrived with the request or the 101); they are relayed first. A session
+    // born while its loop is draining, or on a drained endpoint, is asked to close at once, as
+    // `drain` says (it is not kept).
     static void start(net::worker& w, net::leg_transport downstream, net::leg_transport upstream,
                       tunnel_params params, std::span<const std::uint8_t> downstream_early,
-                      std::span<const std::uint8_t> upstream_early);
+                      std::span<const std::uint8_t> upstream_early, const config::drain_config& drain);
 
     void drain_close(std::uint16_t code, const std::string& reason, net::drain_kind kind) override;
     void force_close() override;
