@@ -110,13 +110,13 @@ asio::awaitable<error_code> relay_body(net::stream& in, beast::flat_buffer& in_b
 
 class connection final : public net::session_link {
 public:
-    connection(net::worker& w, front_context& ctx, tcp::socket socket)
+    // `remote` is the client's address as accept() gave it.
+    connection(net::worker& w, front_context& ctx, tcp::socket socket, const tcp::endpoint& remote)
         : worker_(w), ctx_(ctx), client_(std::move(socket)) {
         w.connections().push_back(*this);
+        client_info_.address = remote.address().to_string();
+        client_address_ = client_info_.address + ":" + std::to_string(remote.port());
         error_code ec;
-        const auto remote = client_.socket().remote_endpoint(ec);
-        client_info_.address = ec ? "unknown" : remote.address().to_string();
-        client_address_ = ec ? "unknown" : client_info_.address + ":" + std::to_string(remote.port());
         client_.socket().set_option(tcp::no_delay(true), ec);
     }
 
@@ -674,16 +674,17 @@ void wake_held(net::worker& w, front_context& ctx) {
     ctx.held[w.index()].wake_all();
 }
 
-asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket) {
-    connection c{w, ctx, std::move(socket)};
+asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket, tcp::endpoint remote) {
+    connection c{w, ctx, std::move(socket), remote};
     co_await c.run();
 }
 
 asio::awaitable<void> accept_loop(net::worker& w, front_context& ctx, tcp::acceptor& acceptor) {
     asio::steady_timer backoff{w.context()};
     bool paused = false;
+    tcp::endpoint remote;  // from accept() itself: no getpeername() per connection
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+        auto [ec, socket] = co_await acceptor.async_accept(remote, use_tuple);
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
         if (ec) {
             // Out of descriptors (or a similar passing failure): the connection waits in the
@@ -701,7 +702,7 @@ asio::awaitable<void> accept_loop(net::worker& w, front_context& ctx, tcp::accep
             log::info("accept resumed");
             paused = false;
         }
-        asio::co_spawn(w.context(), serve_connection(w, ctx, std::move(socket)), asio::detached);
+        asio::co_spawn(w.context(), serve_connection(w, ctx, std::move(socket), remote), asio::detached);
     }
 }
 

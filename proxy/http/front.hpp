@@ -63,8 +63,8 @@ struct front_context {
 // On worker `w`'s thread: the held upgrades of that loop look for an endpoint again.
 void wake_held(net::worker& w, front_context& ctx);
 
-// Serves one client connection on worker `w`'s thread until it closes or upgrades.
-asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket);
+// Serves one client connection (from `remote`) on worker `w`'s thread until it closes or upgrades.
+asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket, tcp::endpoint remote);
 
 // Accepts connections on `acceptor` (owned by the caller) until it is closed.
 asio::awaitable<void> accept_loop(net::worker& w, front_context& ctx, tcp::acceptor& acceptor);

@@ -6,10 +6,13 @@
 #include <boost/intrusive_ptr.hpp>
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <cerrno>
 #include <cstring>
 
 #include "config/config.hpp"
@@ -115,13 +118,10 @@ tunnel::~tunnel() = default;
 void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_transport upstream, tunnel_params params,
                    std::span<const std::uint8_t> downstream_early, std::span<const std::uint8_t> upstream_early,
                    const config::drain_config& drain) {
+    // Both sockets already have TCP_NODELAY (the front sets it), and plain legs are read and
+    // written with MSG_DONTWAIT: no socket option to set here.
     ptr self{new tunnel(w, std::move(downstream), std::move(upstream), std::move(params))};
     (w.closing_sessions() ? w.closing() : w.sessions()).push_back(*self);
-    for (leg& l : self->legs_) {
-        error_code ec;
-        if (!l.tls) l.socket.non_blocking(true, ec);  // plain legs are read and written in place
-        l.raw().set_option(tcp::no_delay(true), ec);
-    }
     w.stats().upstreams[self->params_.endpoint->metrics_slot()].sessions_active.add(1);
     if (self->params_.ping_interval.count() > 0) self->next_ping_ = self->started_ + self->params_.ping_interval;
     self->arm_timer();
@@ -143,6 +143,12 @@ void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_trans
 
 // --- reading ---------------------------------------------------------------------------
 
+namespace {
+
+error_code last_error() { return {errno, boost::system::system_category()}; }
+
+}  // namespace
+
 void tunnel::read(leg_id from) {
     leg& src = leg_of(from);
     const leg& dst = leg_of(other(from));
@@ -154,10 +160,13 @@ void tunnel::read(leg_id from) {
     }
     // Epoll is edge-triggered: wait for readability only after a read came back short.
     for (int round = 0; round < 4; ++round) {
-        error_code ec;
-        const std::size_t n = src.socket.read_some(asio::buffer(worker_.scratch(), params_.read_size), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable(from);
-        if (ec) return on_end(from, ec);
+        ssize_t got;
+        do got = ::recv(src.socket.native_handle(), worker_.scratch(), params_.read_size, MSG_DONTWAIT);
+        while (got < 0 && errno == EINTR);
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_readable(from);
+        if (got < 0) return on_end(from, last_error());
+        if (got == 0) return on_end(from, asio::error::eof);
+        const auto n = static_cast<std::size_t>(got);
         relay(from, worker_.scratch(), n);
         if (src.finished || src.eof) return;
         if (dst.writing) {
@@ -405,16 +414,22 @@ void tunnel::flush(leg_id to, batch& out) {
         out.spill();
         return start_write(to);
     }
-    std::array<asio::const_buffer, batch::max_segments + 1> buffers;
+    std::array<iovec, batch::max_segments + 1> buffers;
     std::size_t count = 0;
-    if (!dst.pending.empty()) buffers[count++] = asio::buffer(dst.pending);
-    for (const auto& b : out.segments()) buffers[count++] = b;
+    if (!dst.pending.empty()) buffers[count++] = {dst.pending.data(), dst.pending.size()};
+    for (const auto& b : out.segments()) buffers[count++] = {const_cast<void*>(b.data()), b.size()};
 
-    error_code ec;
-    std::size_t written = dst.socket.write_some(std::span<const asio::const_buffer>(buffers.data(), count), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        written = 0;
-    } else if (ec) {
+    msghdr msg{};
+    msg.msg_iov = buffers.data();
+    msg.msg_iovlen = count;
+    ssize_t sent;
+    do sent = ::sendmsg(dst.socket.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    std::size_t written = 0;
+    if (sent >= 0) {
+        written = static_cast<std::size_t>(sent);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        const error_code ec = last_error();
         out.clear();
         dst.pending.clear();
         return on_end(to, ec);
