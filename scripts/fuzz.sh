@@ -76,10 +76,11 @@ for t in "${targets[@]}"; do
     rm -rf "$jobdir" && mkdir -p "$jobdir"
     status=0
     fuzzer=$PWD/build-fuzz/tests/fuzz/$t
+    # libFuzzer copies each job's log into its own output when the job ends: the total comes
+    # from the jobs' logs, each counted once.
     (cd "$jobdir" && "${runner[@]}" "$fuzzer" "${args[@]}" -jobs="$jobs" -workers="$jobs" "$corpus" >"$log" 2>&1) ||
       status=$?
-    cat "$jobdir"/fuzz-*.log >> "$log"
-    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{ n += $1 } END { print n }')
+    runs=$(cat "$jobdir"/fuzz-*.log | sed -n 's/^stat::number_of_executed_units: *//p' | awk '{ n += $1 } END { print n }')
     if ((status == 0)) && ! grep -q "ERROR: libFuzzer\|SUMMARY: " "$log"; then
       echo "$t: ${runs:-?} executions in $((SECONDS - start)) s ($jobs jobs), no finding"
     else
