@@ -207,7 +207,7 @@ drain: {{pre_delay: 0s, spread: {args.spread}s, close_timeout: {close_timeout}s,
         subprocess.run(["gnuplot", "-e", f"""set terminal pngcairo size 900,400; set output '{out / "histogram.png"}';
 set title 'wsdrain: Close frames per 100 ms after SIGTERM ({sessions} sessions, spread {args.spread:g} s)';
 set xlabel 'seconds after SIGTERM'; set ylabel 'closes per 100 ms'; set style fill solid; set boxwidth 0.09;
-set yrange [0:*]; plot '{data}' using ($1+0.05):2 with boxes notitle"""], check=False)
+set xrange [0:*]; set yrange [0:*]; plot '{data}' using ($1+0.05):2 with boxes notitle"""], check=False)
 
     ok = (len(closes) == sessions and result.get("unclean") == 0 and result.get("still_open") == 0 and forced == 0
           and ratio <= args.max_bucket_ratio and proxy.returncode == 0 and exit_s <= timeout)
