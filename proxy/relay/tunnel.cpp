@@ -158,7 +158,9 @@ void tunnel::read(leg_id from) {
         src.paused = true;  // resumed when dst's pending bytes are written
         return;
     }
-    // Epoll is edge-triggered: wait for readability only after a read came back short.
+    // Epoll is edge-triggered: a leg reads until recv would block, and only then waits. A
+    // short read is not enough: the peer's FIN may be queued behind the bytes it returned, and
+    // its edge already reported.
     for (int round = 0; round < 4; ++round) {
         ssize_t got;
         do got = ::recv(src.socket.native_handle(), worker_.scratch(), params_.read_size, MSG_DONTWAIT);
@@ -166,14 +168,14 @@ void tunnel::read(leg_id from) {
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_readable(from);
         if (got < 0) return on_end(from, last_error());
         if (got == 0) return on_end(from, asio::error::eof);
-        const auto n = static_cast<std::size_t>(got);
-        relay(from, worker_.scratch(), n);
-        if (src.finished || src.eof) return;
+        relay(from, worker_.scratch(), static_cast<std::size_t>(got));
+        // Relaying may have read this leg again (send_fin_if_done reads on to the peer's FIN)
+        // and left it waiting: that read carries on from here.
+        if (src.finished || src.eof || src.waiting) return;
         if (dst.writing) {
             src.paused = true;
             return;
         }
-        if (n < params_.read_size) return wait_readable(from);
     }
     // A busy leg yields to the other sessions of this thread before reading on.
     src.waiting = true;
@@ -230,9 +232,10 @@ void tunnel::read_to_fin(leg_id from) {
 }
 
 // Waits without re-arming the descriptor (see net/readable_wait.hpp): this is only called
-// after a short read, and the socket is registered edge-triggered for input from the start.
+// after recv would block, and the socket is registered edge-triggered for input from the start.
 void tunnel::wait_readable(leg_id from) {
     leg& src = leg_of(from);
+    if (src.waiting) return;  // one wait at a time: its operation lives in the leg
     src.waiting = true;
     intrusive_ptr_add_ref(this);  // given back by on_readable
     src.readable.start(src.socket);
