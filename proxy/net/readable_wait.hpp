@@ -1,14 +1,17 @@
 #pragma once
-// A wait for a plain TCP socket to become readable, for a reader that reads until a short
-// read and only then waits (edge-triggered), as a tunnel leg does.
+// A wait for a plain TCP socket to become readable, for a reader that reads until recv would
+// block and only then waits (edge-triggered), as a tunnel leg does.
 //
 // Asio's socket.async_wait(wait_read) costs a syscall each time: it is never "speculative", so
-// the epoll reactor re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on every call. That is
-// one syscall per relayed message in a ping-pong, which nginx does not make. Asio registers
-// every socket edge-triggered for input when it is opened, so a reader that has just seen a
-// short read needs no re-arm: this wait queues on the reactor the way a speculative read does
-// (no syscall), and its "perform" step, run by the reactor when input arrives, only reports
-// it. The operation lives inside its owner: no allocation per wait either.
+// the epoll reactor re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on every call, one
+// syscall per relayed message in a ping-pong. Asio registers every socket edge-triggered for
+// input when it is opened, so a reader that has just seen EAGAIN needs no re-arm: this wait
+// queues on the reactor the way a speculative read does (no syscall), and its "perform" step,
+// run by the reactor when input arrives, only reports it. The operation lives inside its
+// owner: no allocation per wait, and one wait at a time.
+//
+// Wait only after EAGAIN, not after a short read: a FIN queued behind the bytes a short read
+// returned was reported by the same edge, and nothing would report it again.
 //
 // It reaches into Asio's reactor (detail::epoll_reactor, Boost 1.81). Where Asio is built
 // with another reactor (-DWSDRAIN_IO_URING=ON) it falls back to async_wait.
