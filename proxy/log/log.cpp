@@ -3,6 +3,9 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
 #include <stdexcept>
 
 namespace wsdrain::log {
@@ -37,6 +40,19 @@ bool needs_quotes(std::string_view v) {
     return v.empty() || v.find_first_of(" \"=\t\n") != std::string_view::npos;
 }
 
+// A number as it appears in a line: integers in full, reals with three decimals.
+void append_number(std::string& line, const field& f) {
+    char buf[32];
+    char* end = buf;
+    switch (f.type) {
+        case field::kind::signed_integer: end = std::to_chars(buf, buf + sizeof buf, f.signed_integer).ptr; break;
+        case field::kind::unsigned_integer: end = std::to_chars(buf, buf + sizeof buf, f.unsigned_integer).ptr; break;
+        case field::kind::real: end = buf + std::max(0, std::snprintf(buf, sizeof buf, "%.3f", f.real)); break;
+        case field::kind::text: break;
+    }
+    line.append(buf, std::min(end, buf + sizeof buf - 1));
+}
+
 }  // namespace
 
 void setup(const config::log_config& cfg) {
@@ -66,8 +82,8 @@ void write(spdlog::level::level_enum level, std::string_view msg, std::initializ
             line.push_back(',');
             append_json_string(line, f.key);
             line.push_back(':');
-            if (f.quoted) append_json_string(line, f.value);
-            else line += f.value;
+            if (f.type == field::kind::text) append_json_string(line, f.text);
+            else append_number(line, f);
         }
     } else {
         line += msg;
@@ -75,8 +91,9 @@ void write(spdlog::level::level_enum level, std::string_view msg, std::initializ
             line.push_back(' ');
             line += f.key;
             line.push_back('=');
-            if (f.quoted && needs_quotes(f.value)) append_json_string(line, f.value);
-            else line += f.value;
+            if (f.type != field::kind::text) append_number(line, f);
+            else if (needs_quotes(f.text)) append_json_string(line, f.text);
+            else line += f.text;
         }
     }
     spdlog::default_logger_raw()->log(level, "{}", line);

@@ -4,6 +4,7 @@
 
 #include <spdlog/common.h>
 
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -12,28 +13,36 @@
 
 namespace wsdrain::log {
 
+// A key and its value, as the caller has it: a string is viewed, not copied, and a number is
+// formatted only if the line is written. A field lives as long as the call it is passed to.
 struct field {
-    field(std::string_view k, std::string_view v) : key(k), value(v), quoted(true) {}
-    field(std::string_view k, const std::string& v) : key(k), value(v), quoted(true) {}
-    field(std::string_view k, const char* v) : key(k), value(v), quoted(true) {}
+    enum class kind : std::uint8_t { text, signed_integer, unsigned_integer, real };
+
+    field(std::string_view k, std::string_view v) : key(k), type(kind::text), text(v) {}
+    field(std::string_view k, const std::string& v) : field(k, std::string_view(v)) {}
+    field(std::string_view k, const char* v) : field(k, std::string_view(v)) {}
     template <class N, class = std::enable_if_t<std::is_arithmetic_v<N>>>
-    field(std::string_view k, N n) : key(k), value(format_number(n)), quoted(false) {}
-
-    std::string_view key;
-    std::string value;
-    bool quoted;
-
-private:
-    template <class N>
-    static std::string format_number(N n) {
+    field(std::string_view k, N n) : key(k) {
         if constexpr (std::is_floating_point_v<N>) {
-            char buf[32];
-            std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(n));
-            return buf;
+            type = kind::real;
+            real = static_cast<double>(n);
+        } else if constexpr (std::is_signed_v<N>) {
+            type = kind::signed_integer;
+            signed_integer = n;
         } else {
-            return std::to_string(n);
+            type = kind::unsigned_integer;
+            unsigned_integer = n;
         }
     }
+
+    std::string_view key;
+    kind type;
+    union {
+        std::string_view text;
+        std::int64_t signed_integer;
+        std::uint64_t unsigned_integer;
+        double real;
+    };
 };
 
 // Throws std::invalid_argument for an unknown level name.
