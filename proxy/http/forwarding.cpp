@@ -4,6 +4,7 @@
 #include <boost/beast/http/rfc7230.hpp>
 
 #include <algorithm>
+#include <initializer_list>
 #include <vector>
 
 namespace wsdrain::http {
@@ -28,6 +29,50 @@ bool is_chunked(const bhttp::fields& f) {
     for (auto [line, end] = f.equal_range(bhttp::field::transfer_encoding); line != end; ++line)
         for (const auto& t : bhttp::token_list{line->value()}) last = {t.data(), t.size()};
     return iequals(last, "chunked");
+}
+
+// The headers no message keeps on its way through.
+bool always_hop_by_hop(bhttp::field f) {
+    switch (f) {
+        case bhttp::field::connection:
+        case bhttp::field::keep_alive:
+        case bhttp::field::proxy_connection:
+        case bhttp::field::te:
+        case bhttp::field::transfer_encoding:
+        case bhttp::field::upgrade: return true;
+        default: return false;
+    }
+}
+
+// The header lines a message loses on its way through: those above, and those its Connection
+// lines name (on any of them), but Host and Content-Length (see strip_hop_by_hop). Views the
+// Connection lines: they must outlive it.
+class connection_names {
+public:
+    explicit connection_names(const bhttp::fields& f) {
+        for (auto [line, end] = f.equal_range(bhttp::field::connection); line != end; ++line)
+            for (const auto& t : bhttp::token_list{line->value()}) {
+                const std::string_view name{t.data(), t.size()};
+                const auto known = bhttp::string_to_field(name);
+                if (always_hop_by_hop(known) || known == bhttp::field::host || known == bhttp::field::content_length ||
+                    iequals(name, "close"))
+                    continue;  // no allocation for the usual "keep-alive", "Upgrade" or "close"
+                names_.push_back(name);
+            }
+    }
+
+    bool hop_by_hop(const bhttp::fields::value_type& line) const {
+        if (always_hop_by_hop(line.name())) return true;
+        const std::string_view name = line.name_string();
+        return std::any_of(names_.begin(), names_.end(), [name](std::string_view n) { return iequals(n, name); });
+    }
+
+private:
+    std::vector<std::string_view> names_;
+};
+
+void append(std::string& out, std::initializer_list<std::string_view> parts) {
+    for (const auto part : parts) out += part;
 }
 
 }  // namespace
@@ -58,17 +103,15 @@ std::optional<rejection> check_websocket_request(const request_header& req) {
 }
 
 void strip_hop_by_hop(bhttp::fields& fields) {
-    std::vector<std::string> named;
-    for (auto [line, end] = fields.equal_range(bhttp::field::connection); line != end; ++line)
-        for (const auto& t : bhttp::token_list{line->value()}) named.emplace_back(t);
-    for (const auto& n : named)
-        if (!iequals(n, "host") && !iequals(n, "content-length")) fields.erase(n);
-    for (auto f : {bhttp::field::connection, bhttp::field::keep_alive, bhttp::field::proxy_connection,
-                   bhttp::field::te, bhttp::field::transfer_encoding, bhttp::field::upgrade})
-        fields.erase(f);
+    const connection_names named{fields};
+    for (auto f = fields.begin(); f != fields.end();) {
+        if (f->name() != bhttp::field::connection && named.hop_by_hop(*f)) f = fields.erase(f);
+        else ++f;
+    }
+    fields.erase(bhttp::field::connection);  // last: `named` views its lines
 }
 
-void prepare_upstream_request(request_header& req, const client_info& client, bool upgrade) {
+void prepare_upstream_request(request_header& req, const client_info& client) {
     const std::string host(req[bhttp::field::host]);
     const bool chunked = is_chunked(req);
     strip_hop_by_hop(req);
@@ -78,10 +121,47 @@ void prepare_upstream_request(request_header& req, const client_info& client, bo
     req.set("X-Forwarded-For", xff.empty() ? client.address : std::string(xff) + ", " + client.address);
     req.set("X-Forwarded-Proto", client.tls ? "https" : "http");
     req.set("X-Forwarded-Host", host);
-    if (upgrade) {
-        req.set(bhttp::field::connection, "Upgrade");
-        req.set(bhttp::field::upgrade, "websocket");
+}
+
+std::string upstream_upgrade_request(const request_header& req, const client_info& client) {
+    const connection_names named{req};
+    std::string_view forwarded_for;  // the first X-Forwarded-For line's, as req["X-Forwarded-For"]
+    bool forwarded_for_seen = false;
+    std::string out;
+    out.reserve(512);
+    append(out, {req.method_string(), " ", req.target(), " HTTP/1.1\r\n"});
+    for (const auto& f : req) {
+        if (named.hop_by_hop(f)) continue;
+        const std::string_view name = f.name_string();
+        if (f.name() == bhttp::field::unknown) {
+            if (iequals(name, "X-Forwarded-For")) {
+                if (!forwarded_for_seen) forwarded_for = f.value();
+                forwarded_for_seen = true;
+                continue;
+            }
+            if (iequals(name, "X-Forwarded-Proto") || iequals(name, "X-Forwarded-Host")) continue;
+        }
+        append(out, {name, ": ", f.value(), "\r\n"});
     }
+    append(out, {"X-Forwarded-For: ", forwarded_for, forwarded_for.empty() ? "" : ", ", client.address, "\r\n",
+                 "X-Forwarded-Proto: ", client.tls ? "https" : "http", "\r\n",
+                 "X-Forwarded-Host: ", req[bhttp::field::host], "\r\n",
+                 "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"});
+    return out;
+}
+
+std::string header_text(const response_header& res) {
+    const unsigned version = res.version(), code = res.result_int();
+    const char start[] = {'H', 'T', 'T', 'P', '/', static_cast<char>('0' + version / 10 % 10), '.',
+                          static_cast<char>('0' + version % 10), ' ', static_cast<char>('0' + code / 100 % 10),
+                          static_cast<char>('0' + code / 10 % 10), static_cast<char>('0' + code % 10), ' '};
+    const std::string_view reason = res.reason().empty() ? bhttp::obsolete_reason(res.result()) : res.reason();
+    std::string out;
+    out.reserve(256);
+    append(out, {{start, sizeof start}, reason, "\r\n"});
+    for (const auto& f : res) append(out, {f.name_string(), ": ", f.value(), "\r\n"});
+    out += "\r\n";
+    return out;
 }
 
 void prepare_downstream_response(response_header& res, bool keep_alive) {

@@ -40,9 +40,16 @@ struct client_info {
 void strip_hop_by_hop(beast::http::fields& fields);
 
 // Prepares a client's request for the backend: hop-by-hop headers removed, X-Forwarded-For
-// appended to, X-Forwarded-Proto and X-Forwarded-Host set, HTTP/1.1. An upgrade keeps
-// "Connection: Upgrade" and "Upgrade: websocket".
-void prepare_upstream_request(request_header& req, const client_info& client, bool upgrade);
+// appended to, X-Forwarded-Proto and X-Forwarded-Host set, HTTP/1.1.
+void prepare_upstream_request(request_header& req, const client_info& client);
+
+// A WebSocket upgrade request as the backend gets it, as text: the changes above in one pass
+// over the client's headers, in their order, then "Connection: Upgrade" and "Upgrade:
+// websocket". `req` has passed check_websocket_request (so it has no body).
+std::string upstream_upgrade_request(const request_header& req, const client_info& client);
+
+// A response's header as text, as Beast's serializer writes it.
+std::string header_text(const response_header& res);
 
 // Prepares a backend's response for the client. `keep_alive` is what the client gets.
 void prepare_downstream_response(response_header& res, bool keep_alive);

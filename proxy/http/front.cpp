@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <optional>
 
@@ -108,13 +109,27 @@ asio::awaitable<error_code> relay_body(net::stream& in, beast::flat_buffer& in_b
     co_return error_code{};
 }
 
+// An address as text. IPv4 without inet_ntop, which formats through sprintf: this runs for
+// every connection.
+std::string address_text(const asio::ip::address& a) {
+    if (!a.is_v4()) return a.to_string();
+    const auto bytes = a.to_v4().to_bytes();
+    char text[16];
+    char* end = text;
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        if (i) *end++ = '.';
+        end = std::to_chars(end, text + sizeof text, bytes[i]).ptr;
+    }
+    return std::string(text, end);
+}
+
 class connection final : public net::session_link {
 public:
     // `remote` is the client's address as accept() gave it.
     connection(net::worker& w, front_context& ctx, tcp::socket socket, const tcp::endpoint& remote)
         : worker_(w), ctx_(ctx), client_(std::move(socket)) {
         w.connections().push_back(*this);
-        client_info_.address = remote.address().to_string();
+        client_info_.address = address_text(remote.address());
         client_address_ = client_info_.address + ":" + std::to_string(remote.port());
         error_code ec;
         client_.socket().set_option(tcp::no_delay(true), ec);
@@ -438,8 +453,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         }
         ~held_slot() { release(); }
     } held_slot;
-    bhttp::request<bhttp::empty_body> forward{std::move(req.base())};
-    prepare_upstream_request(forward, client_info_, true);
+    const std::string forward = upstream_upgrade_request(req, client_info_);
     // With no endpoint available the upgrade is held until one is. An upgrade that was held
     // and then finds its endpoint still refusing (a backend that is starting) waits again;
     // one that was never held gets 502 for that, as any other request.
@@ -502,7 +516,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         }
         // The backend has upstreams[].connect_timeout to answer the handshake.
         conn->stream.expires_after(up->config().connect_timeout);
-        auto [wec, wn] = co_await bhttp::async_write(conn->stream, forward, use_tuple);
+        auto [wec, wn] = co_await asio::async_write(conn->stream, asio::buffer(forward), use_tuple);
         auto& rp = parser_of_answer.emplace();
         rp.body_limit(boost::none);
         error_code rec = wec;
@@ -549,10 +563,10 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         co_return;
     }
 
-    bhttp::response<bhttp::empty_body> switching{std::move(res.base())};
-    const std::uint8_t rsv = negotiated_rsv_bits(switching);
+    const std::uint8_t rsv = negotiated_rsv_bits(res);
+    const std::string switching = header_text(res);  // the backend's 101 as it came
     client_.expires_never();
-    auto [sec, sn] = co_await bhttp::async_write(client_, switching, use_tuple);
+    auto [sec, sn] = co_await asio::async_write(client_, asio::buffer(switching), use_tuple);
     if (sec) {
         count_upgrade(*up, metrics::upgrade_result::ok);  // the backend accepted; the client left
         co_return;
@@ -602,7 +616,7 @@ asio::awaitable<bool> connection::serve_plain(bhttp::request_parser<bhttp::buffe
         bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
         co_await bhttp::async_write(client_, cont, use_tuple);
     }
-    prepare_upstream_request(req, client_info_, false);
+    prepare_upstream_request(req, client_info_);
 
     upstream_connection* conn = co_await connect(up, true);
     if (!conn || !conn->connected) {

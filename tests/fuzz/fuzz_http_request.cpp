@@ -2,9 +2,9 @@
 // step for step but without sockets. The bytes arrive in reads of fuzzer-chosen sizes; each
 // request header is parsed with the same parser and limits (limits.max_header_bytes of a small
 // fixed config), routed, and then
-// - an upgrade is validated (check_websocket_request), rewritten (prepare_upstream_request),
-//   serialized for the backend, and answered by a backend that accepts the offered extensions
-//   (negotiated_rsv_bits);
+// - an upgrade is validated (check_websocket_request), written out for the backend
+//   (upstream_upgrade_request), and answered by a backend that accepts the offered extensions
+//   (negotiated_rsv_bits), whose 101 header_text writes out for the client as it came;
 // - a plain request is rewritten and its body streamed through the same buffer_body parser and
 //   serializer as relay_body does, in pieces of a fuzzer-chosen size;
 // - a kept-alive connection goes on with the next request in the bytes.
@@ -276,11 +276,7 @@ void serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, const http
     // No body: the bytes after the header are the client's first frames, for the tunnel.
     CHECK(parser.is_done() && !parser.chunked() && parser.content_length().value_or(0) == 0, detail);
 
-    bhttp::request<bhttp::empty_body> forward{std::move(req.base())};
-    http::prepare_upstream_request(forward, client, true);
-    std::string wire;
-    bhttp::serializer<true, bhttp::empty_body> sr{forward};
-    CHECK(!write_all(sr, wire), detail);
+    const std::string wire = http::upstream_upgrade_request(req, client);
 
     received backend;
     parse_as_backend(wire, backend);
@@ -304,6 +300,7 @@ void serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, const http
     bhttp::response_parser<bhttp::empty_body> rp;
     error_code ec;
     CHECK(rp.put(boost::asio::buffer(answer), ec) == answer.size() && !ec && rp.is_header_done(), answer);
+    CHECK(http::header_text(rp.get()) == answer, answer);  // the 101 goes to the client as it came
     const std::uint8_t rsv = http::negotiated_rsv_bits(rp.get());
     CHECK((rsv & ~0x70) == 0, answer);
     bool any = false, deflate = false, other = false;
@@ -324,7 +321,7 @@ bool serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, client_strea
     const bool client_keep_alive = req.keep_alive();
     if (beast::iequals(req[bhttp::field::expect], "100-continue")) req.erase(bhttp::field::expect);
     const bhttp::request_header<> original = req.base();
-    http::prepare_upstream_request(req, client, false);
+    http::prepare_upstream_request(req, client);
 
     std::string wire;
     bhttp::serializer<true, bhttp::buffer_body> sr{req};
