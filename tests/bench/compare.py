@@ -33,10 +33,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid):
+def cpu_times(pid):
+    """The process's (user, system) CPU seconds."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return int(fields[11]) / TICK, int(fields[12]) / TICK  # utime, stime
+
+
+def cpu_seconds(pid):
+    return sum(cpu_times(pid))
 
 
 def rss_kib(pid):
@@ -154,25 +159,28 @@ def measure(build, proxy, port, seconds):
     """Every scenario against `port`; proxy CPU and memory figures when a proxy is given."""
     figures = {}
 
-    def cpu_during(run):
-        before = cpu_seconds(proxy.pid) if proxy else 0
+    def cpu_during(run, key, per):
+        """Runs `run`; records the proxy's CPU per unit (`per` of the result) under `key`, and
+        the user-space part of it under `key` with `_user` appended."""
+        before = cpu_times(proxy.pid) if proxy else (0, 0)
         result = run()
-        return result, (cpu_seconds(proxy.pid) - before) if proxy else None
+        if proxy:
+            after = cpu_times(proxy.pid)
+            user, system = after[0] - before[0], after[1] - before[1]
+            figures[key] = (user + system) / result[per] * 1e6
+            figures[key + "_user"] = user / result[per] * 1e6
+        return result
 
-    r, cpu = cpu_during(lambda: loadgen(build, "pingpong", port, sessions=100, size=64, seconds=seconds))
+    r = cpu_during(lambda: loadgen(build, "pingpong", port, sessions=100, size=64, seconds=seconds),
+                   "pingpong_64B_cpu_us_per_msg", "messages")
     figures["pingpong_64B_msgs_per_s"] = r["messages_per_second"]
-    if proxy:
-        figures["pingpong_64B_cpu_us_per_msg"] = cpu / r["messages"] * 1e6
 
-    r, cpu = cpu_during(lambda: loadgen(build, "stream", port, sessions=100, size=1024, inflight=16, seconds=seconds))
+    r = cpu_during(lambda: loadgen(build, "stream", port, sessions=100, size=1024, inflight=16, seconds=seconds),
+                   "stream_1KiB_cpu_us_per_msg", "messages")
     figures["stream_1KiB_msgs_per_s"] = r["messages_per_second"]
-    if proxy:
-        figures["stream_1KiB_cpu_us_per_msg"] = cpu / r["messages"] * 1e6
 
-    r, cpu = cpu_during(lambda: loadgen(build, "upgrades", port, sessions=10, seconds=seconds))
+    r = cpu_during(lambda: loadgen(build, "upgrades", port, sessions=10, seconds=seconds), "upgrade_cpu_us", "upgrades")
     figures["upgrades_per_s"] = r["upgrades"] / r["seconds"]
-    if proxy:
-        figures["upgrade_cpu_us"] = cpu / r["upgrades"] * 1e6
 
     r = loadgen(build, "latency", port, sessions=1000, rate=20000, size=64, seconds=seconds, sources=4)
     figures["latency_p50_us"], figures["latency_p99_us"] = r["p50_us"], r["p99_us"]
@@ -247,9 +255,11 @@ def main():
             json.dump(report, f, indent=1)
 
     rows = [("CPU per echoed 64 B message (µs), 100 sessions ping-pong", "pingpong_64B_cpu_us_per_msg", min),
+            ("  of it in user space (µs)", "pingpong_64B_cpu_us_per_msg_user", min),
             ("CPU per echoed 1 KiB message (µs), 100 sessions x 16 in flight", "stream_1KiB_cpu_us_per_msg", min),
             ("memory per idle session (KiB), 9,000 sessions", "idle_kib_per_session", min),
             ("CPU per upgrade (µs)", "upgrade_cpu_us", min),
+            ("  of it in user space (µs)", "upgrade_cpu_us_user", min),
             ("p50 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p50_us", min),
             ("p99 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p99_us", min)]
     columns = [k for k in ["direct"] + PEERS + ["candidate"] if k in median]
