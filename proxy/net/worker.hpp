@@ -93,7 +93,9 @@ public:
 
 private:
     unsigned index_;
-    asio::io_context context_{1};
+    // One thread runs it, and only that thread touches its sockets: other threads post to it
+    // (the scheduler keeps its lock for that), so the reactor's per-descriptor lock is off.
+    asio::io_context context_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     deadline_queue deadlines_{context_};
     metrics::thread_shard& stats_;
     session_list sessions_;
