@@ -185,16 +185,9 @@ std::string server::metrics_text() const {
 namespace {
 
 std::string json_string(std::string_view text) {
-    std::string out = "\"";
-    for (const char c : text) {
-        if (c == '"' || c == '\\') out += '\\', out += c;
-        else if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else out += c;
-    }
-    return out + "\"";
+    std::string out;
+    log::append_json_string(out, text);
+    return out;
 }
 
 std::string seconds_text(std::chrono::milliseconds d) {

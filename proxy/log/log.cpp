@@ -14,6 +14,25 @@ namespace {
 
 config::log_format format_ = config::log_format::text;
 
+bool needs_quotes(std::string_view v) {
+    return v.empty() || v.find_first_of(" \"=\t\n") != std::string_view::npos;
+}
+
+// A number as it appears in a line: integers in full, reals with three decimals.
+void append_number(std::string& line, const field& f) {
+    char buf[32];
+    char* end = buf;
+    switch (f.type) {
+        case field::kind::signed_integer: end = std::to_chars(buf, buf + sizeof buf, f.signed_integer).ptr; break;
+        case field::kind::unsigned_integer: end = std::to_chars(buf, buf + sizeof buf, f.unsigned_integer).ptr; break;
+        case field::kind::real: end = buf + std::max(0, std::snprintf(buf, sizeof buf, "%.3f", f.real)); break;
+        case field::kind::text: break;
+    }
+    line.append(buf, std::min(end, buf + sizeof buf - 1));
+}
+
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view s) {
     out.push_back('"');
     for (const char c : s) {
@@ -35,25 +54,6 @@ void append_json_string(std::string& out, std::string_view s) {
     }
     out.push_back('"');
 }
-
-bool needs_quotes(std::string_view v) {
-    return v.empty() || v.find_first_of(" \"=\t\n") != std::string_view::npos;
-}
-
-// A number as it appears in a line: integers in full, reals with three decimals.
-void append_number(std::string& line, const field& f) {
-    char buf[32];
-    char* end = buf;
-    switch (f.type) {
-        case field::kind::signed_integer: end = std::to_chars(buf, buf + sizeof buf, f.signed_integer).ptr; break;
-        case field::kind::unsigned_integer: end = std::to_chars(buf, buf + sizeof buf, f.unsigned_integer).ptr; break;
-        case field::kind::real: end = buf + std::max(0, std::snprintf(buf, sizeof buf, "%.3f", f.real)); break;
-        case field::kind::text: break;
-    }
-    line.append(buf, std::min(end, buf + sizeof buf - 1));
-}
-
-}  // namespace
 
 void setup(const config::log_config& cfg) {
     const auto level = spdlog::level::from_str(cfg.level);

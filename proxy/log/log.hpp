@@ -45,6 +45,9 @@ struct field {
     };
 };
 
+// Appends `s` to `out` as a JSON string, quotes included.
+void append_json_string(std::string& out, std::string_view s);
+
 // Throws std::invalid_argument for an unknown level name.
 void setup(const config::log_config& cfg);
 
