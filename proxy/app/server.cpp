@@ -293,7 +293,7 @@ asio::awaitable<admin::hook_reply> server::set_drained(std::string upstream, std
     const auto live = live_;  // the router stays whatever a reload does meanwhile
     const routing::upstream* u = live->router.find(upstream);
     if (!u) co_return admin::hook_reply{404, "no upstream named " + json_string(upstream) + "\n"};
-    std::vector<const routing::endpoint*> targets;
+    std::vector<routing::endpoint*> targets;  // endpoints are shared, mutable state
     for (const auto& e : u->endpoints())
         if (!endpoint || e->name() == *endpoint) targets.push_back(e.get());
     if (targets.empty())
@@ -302,13 +302,14 @@ asio::awaitable<admin::hook_reply> server::set_drained(std::string upstream, std
     if (drain_->view().state != 0)
         co_return admin::hook_reply{409, "the proxy is draining: every session is being closed already\n"};
     std::vector<std::string> names;
-    for (const auto* e : targets) {
-        const_cast<routing::endpoint*>(e)->set_drained(drained);  // endpoints are shared, mutable state
+    for (auto* e : targets) {
+        e->set_drained(drained);
         names.push_back(e->name());
     }
     std::uint64_t asked = 0;
     if (drained) {
-        asked = co_await drain_->retire(targets);
+        const std::vector<const routing::endpoint*> retiring(targets.begin(), targets.end());
+        asked = co_await drain_->retire(retiring);
     } else {
         co_await drain_->unretire();
         wake_held();
