@@ -26,6 +26,12 @@ void readable_wait::op::complete(void* scheduler, asio::detail::scheduler_operat
 
 #if defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
 
+}  // namespace wsdrain::net
+
+#include <sys/epoll.h>
+
+namespace wsdrain::net {
+
 namespace {
 
 using reactor = asio::detail::epoll_reactor;
@@ -48,12 +54,51 @@ reactor& reactor_of(asio::ip::tcp::socket& s) {
     return *cached;
 }
 
+// Asio keeps a descriptor's registered events and its last reported events private. An
+// explicit instantiation may name a private member (access is not checked there); this one
+// hands out a pointer to it.
+template <auto Member, typename Tag>
+struct expose {
+    friend constexpr auto member(Tag) { return Member; }
+};
+struct registered_events_tag {
+    friend constexpr auto member(registered_events_tag);
+};
+struct ready_events_tag {
+    friend constexpr auto member(ready_events_tag);
+};
+template struct expose<&reactor::descriptor_state::registered_events_, registered_events_tag>;
+template struct expose<&asio::detail::scheduler_operation::task_result_, ready_events_tag>;
+
 }  // namespace
 
 void readable_wait::start(asio::ip::tcp::socket& socket) {
     auto& impl = socket_access::impl(socket);
     op_.ec_ = error_code();
     reactor_of(socket).start_op(reactor::read_op, impl.socket_, impl.reactor_data_, &op_, true, true);
+}
+
+bool readable_wait::start_watching_shutdown(asio::ip::tcp::socket& socket) {
+    auto& impl = socket_access::impl(socket);
+    if (impl.reactor_data_ == nullptr) {  // closed: the wait fails as start() would report it
+        start(socket);
+        return true;
+    }
+    impl.reactor_data_->*member(registered_events_tag{}) |= EPOLLRDHUP;
+    op_.ec_ = error_code();
+    // Not speculative: with no read queued, the reactor re-registers the descriptor
+    // (EPOLL_CTL_MOD with the events above) and queues the wait.
+    reactor_of(socket).start_op(reactor::read_op, impl.socket_, impl.reactor_data_, &op_, true, false);
+    return true;
+}
+
+bool readable_wait::shutdown_reported(asio::ip::tcp::socket& socket) {
+    const auto* state = socket_access::impl(socket).reactor_data_;
+    if (state == nullptr) return true;
+    // The reactor stores each event's flags in the descriptor record (a scheduler operation,
+    // privately) before it runs the operations; a C-style cast may name a private base.
+    const auto* record = (const asio::detail::scheduler_operation*)state;
+    return (record->*member(ready_events_tag{}) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
 }
 
 #else  // another reactor: Asio's own wait, one allocation and (maybe) one syscall each time
@@ -74,6 +119,10 @@ void readable_wait::start(asio::ip::tcp::socket& socket) {
     };
     socket.async_wait(asio::ip::tcp::socket::wait_read, handler(&op_));
 }
+
+bool readable_wait::start_watching_shutdown(asio::ip::tcp::socket&) { return false; }
+
+bool readable_wait::shutdown_reported(asio::ip::tcp::socket&) { return true; }
 
 #endif
 

@@ -10,8 +10,12 @@
 // run by the reactor when input arrives, only reports it. The operation lives inside its
 // owner: no allocation per wait, and one wait at a time.
 //
-// Wait only after EAGAIN, not after a short read: a FIN queued behind the bytes a short read
-// returned was reported by the same edge, and nothing would report it again.
+// Wait after EAGAIN, or after a short read once the socket also reports the peer's shutdown
+// (EPOLLRDHUP, which Asio does not register). Without it a FIN queued behind the bytes a
+// short read returned was reported by the same edge as they were, and nothing would report
+// it again. With it that edge says so, and a reader that sees no shutdown reported can wait
+// at once: what arrives after an event was reported makes another one. nginx reads the same
+// way. It saves a recv that would block per message, a third of a ping-pong's syscalls.
 //
 // It reaches into Asio's reactor (detail::epoll_reactor, Boost 1.81). Where Asio is built
 // with another reactor (-DWSDRAIN_IO_URING=ON) it falls back to async_wait.
@@ -35,6 +39,18 @@ public:
     // At most one wait at a time; the socket must stay open (or be closed, which aborts the
     // wait) until the callback has run.
     void start(boost::asio::ip::tcp::socket& socket);
+
+    // Adds EPOLLRDHUP to the socket's registration and waits as start() does. This costs one
+    // epoll_ctl, which also re-arms the descriptor: input or a FIN already queued is reported
+    // again, so it may follow a short read. Returns false, and does not wait, where the reactor
+    // is not epoll: read until EAGAIN there.
+    bool start_watching_shutdown(boost::asio::ip::tcp::socket& socket);
+
+    // Did the events last reported for the socket include the peer's shutdown (or an error)?
+    // Only meaningful once start_watching_shutdown() has been called on it. It may say yes for
+    // a shutdown that was never sent (the reactor reuses descriptor records), never the
+    // reverse: the kernel reports a shutdown with every event after it.
+    static bool shutdown_reported(boost::asio::ip::tcp::socket& socket);
 
 private:
     struct op : boost::asio::detail::reactor_op {

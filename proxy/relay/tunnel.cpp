@@ -158,9 +158,10 @@ void tunnel::read(leg_id from) {
         src.paused = true;  // resumed when dst's pending bytes are written
         return;
     }
-    // Epoll is edge-triggered: a leg reads until recv would block, and only then waits. A
-    // short read is not enough: the peer's FIN may be queued behind the bytes it returned, and
-    // its edge already reported.
+    // Epoll is edge-triggered: a leg reads until the socket is empty, and only then waits. A
+    // short read empties it, unless the peer's FIN is queued behind the bytes it returned: the
+    // edge that reported both is gone. So the first short read registers EPOLLRDHUP (see
+    // net/readable_wait.hpp), and later ones wait at once unless a shutdown was reported.
     for (int round = 0; round < 4; ++round) {
         ssize_t got;
         do got = ::recv(src.socket.native_handle(), worker_.scratch(), params_.read_size, MSG_DONTWAIT);
@@ -175,6 +176,13 @@ void tunnel::read(leg_id from) {
         if (dst.writing) {
             src.paused = true;
             return;
+        }
+        if (static_cast<std::size_t>(got) < params_.read_size) {
+            if (src.watching_shutdown) {
+                if (!net::readable_wait::shutdown_reported(src.socket)) return wait_readable(from);
+            } else if (watch_shutdown(from)) {
+                return;
+            }
         }
     }
     // A busy leg yields to the other sessions of this thread before reading on.
@@ -239,6 +247,19 @@ void tunnel::wait_readable(leg_id from) {
     src.waiting = true;
     intrusive_ptr_add_ref(this);  // given back by on_readable
     src.readable.start(src.socket);
+}
+
+// Registers EPOLLRDHUP for the leg and waits (one epoll_ctl, which re-arms the descriptor, so
+// it may follow a short read). False where the reactor cannot: the leg reads on until EAGAIN.
+bool tunnel::watch_shutdown(leg_id from) {
+    leg& src = leg_of(from);
+    src.watching_shutdown = true;
+    src.waiting = true;
+    intrusive_ptr_add_ref(this);  // given back by on_readable
+    if (src.readable.start_watching_shutdown(src.socket)) return true;
+    src.waiting = false;
+    intrusive_ptr_release(this);
+    return false;
 }
 
 template <leg_id From>

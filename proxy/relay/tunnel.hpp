@@ -99,6 +99,7 @@ private:
         std::size_t tls_held = 0;              // ...and not relayed yet (the other leg was busy)
         leg_phase phase = leg_phase::open;
         bool waiting = false;   // an async_wait for readability (or a posted read) is pending
+        bool watching_shutdown = false;  // EPOLLRDHUP registered: a short read may end reading
         bool writing = false;   // an async_write of `pending` is in flight
         bool paused = false;    // not read: the other leg has bytes it has not taken yet
         bool eof = false;       // the peer ended its byte stream
@@ -134,6 +135,7 @@ private:
     void read_tls(leg_id from);
     void read_to_fin(leg_id from);
     void wait_readable(leg_id from);
+    bool watch_shutdown(leg_id from);
     template <leg_id From>
     static void on_readable(void* owner, const boost::system::error_code* ec);
     void relay(leg_id from, const std::uint8_t* data, std::size_t size);

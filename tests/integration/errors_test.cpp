@@ -4,6 +4,10 @@
 
 #include <thread>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <boost/asio/write.hpp>
 
 #include "harness.hpp"
@@ -139,6 +143,33 @@ TEST(errors, a_client_failed_for_a_big_frame_is_closed_as_soon_as_it_leaves) {
         }  // the client's FIN
         EXPECT_TRUE(wait_for([&] { return open_sessions() == 0; }, std::chrono::milliseconds(2000)))
             << "the session waited for the close timeout";
+    }
+}
+
+TEST(errors, a_message_and_the_fin_behind_it_in_one_segment_end_the_session_at_once) {
+    // After a leg's first short read the proxy registers EPOLLRDHUP and from then on waits
+    // after a short read without reading again, unless the epoll event reported the peer's
+    // shutdown. Here the last message and the FIN come in one segment (TCP_CORK holds the
+    // data until shutdown adds the FIN to it), so one edge reports both. Missed, the session
+    // would wait for the client's next packet, and the backend would not hear of it.
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    for (std::size_t i = 0; i < 5; ++i) {
+        SCOPED_TRACE("session " + std::to_string(i));
+        raw_client c{px.port()};
+        c.send_frame(0x1, "first");  // a short read: the leg registers EPOLLRDHUP
+        auto echo = c.read_frame();
+        ASSERT_TRUE(echo);
+        EXPECT_EQ(echo->payload, "first");
+        const int on = 1;
+        ASSERT_EQ(::setsockopt(c.socket().native_handle(), IPPROTO_TCP, TCP_CORK, &on, sizeof on), 0);
+        c.send_frame(0x1, "last");
+        c.socket().shutdown(tcp::socket::shutdown_send);
+        auto e = ended(app, i + 1);  // the client's socket is still open: only its FIN can end this
+        ASSERT_EQ(e.size(), i + 1);
+        EXPECT_EQ(e[i].messages, 2u) << "the message before the FIN was relayed";
+        EXPECT_TRUE(e[i].close_frame);
+        EXPECT_EQ(e[i].code, 1001);
     }
 }
 
