@@ -75,6 +75,26 @@ void append(std::string& out, std::initializer_list<std::string_view> parts) {
     for (const auto part : parts) out += part;
 }
 
+// What the backend is told of the client, in both ways a request is forwarded: the client's
+// address appended to the first X-Forwarded-For line it sent (the others are dropped), and
+// X-Forwarded-Proto and X-Forwarded-Host replaced.
+struct forwarded {
+    static constexpr std::string_view for_name = "X-Forwarded-For", proto_name = "X-Forwarded-Proto",
+                                      host_name = "X-Forwarded-Host";
+    static bool replaced(std::string_view name) { return iequals(name, proto_name) || iequals(name, host_name); }
+
+    forwarded(std::string_view first_for, const client_info& client, std::string_view host_line)
+        : prior(first_for), address(client.address), proto(client.tls ? "https" : "http"), host(host_line) {}
+    std::string_view separator() const { return prior.empty() ? "" : ", "; }
+    std::string for_value() const {
+        std::string v;
+        append(v, {prior, separator(), address});
+        return v;
+    }
+
+    std::string_view prior, address, proto, host;
+};
+
 }  // namespace
 
 bool wants_websocket(const request_header& req) { return has_token(req[bhttp::field::upgrade], "websocket"); }
@@ -117,10 +137,10 @@ void prepare_upstream_request(request_header& req, const client_info& client) {
     strip_hop_by_hop(req);
     req.version(11);
     if (chunked) req.set(bhttp::field::transfer_encoding, "chunked");
-    const auto xff = req["X-Forwarded-For"];
-    req.set("X-Forwarded-For", xff.empty() ? client.address : std::string(xff) + ", " + client.address);
-    req.set("X-Forwarded-Proto", client.tls ? "https" : "http");
-    req.set("X-Forwarded-Host", host);
+    const forwarded f{req[forwarded::for_name], client, host};
+    req.set(forwarded::for_name, f.for_value());
+    req.set(forwarded::proto_name, f.proto);
+    req.set(forwarded::host_name, f.host);
 }
 
 std::string upstream_upgrade_request(const request_header& req, const client_info& client) {
@@ -134,18 +154,19 @@ std::string upstream_upgrade_request(const request_header& req, const client_inf
         if (named.hop_by_hop(f)) continue;
         const std::string_view name = f.name_string();
         if (f.name() == bhttp::field::unknown) {
-            if (iequals(name, "X-Forwarded-For")) {
+            if (iequals(name, forwarded::for_name)) {
                 if (!forwarded_for_seen) forwarded_for = f.value();
                 forwarded_for_seen = true;
                 continue;
             }
-            if (iequals(name, "X-Forwarded-Proto") || iequals(name, "X-Forwarded-Host")) continue;
+            if (forwarded::replaced(name)) continue;
         }
         append(out, {name, ": ", f.value(), "\r\n"});
     }
-    append(out, {"X-Forwarded-For: ", forwarded_for, forwarded_for.empty() ? "" : ", ", client.address, "\r\n",
-                 "X-Forwarded-Proto: ", client.tls ? "https" : "http", "\r\n",
-                 "X-Forwarded-Host: ", req[bhttp::field::host], "\r\n",
+    const forwarded fw{forwarded_for, client, req[bhttp::field::host]};
+    append(out, {forwarded::for_name, ": ", fw.prior, fw.separator(), fw.address, "\r\n",  //
+                 forwarded::proto_name, ": ", fw.proto, "\r\n",                            //
+                 forwarded::host_name, ": ", fw.host, "\r\n",                              //
                  "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"});
     return out;
 }
