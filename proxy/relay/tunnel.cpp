@@ -128,8 +128,8 @@ void tunnel::start(net::worker& w, net::leg_transport downstream, net::leg_trans
 
     if (!upstream_early.empty()) self->relay(leg_id::upstream, upstream_early.data(), upstream_early.size());
     if (!downstream_early.empty()) self->relay(leg_id::downstream, downstream_early.data(), downstream_early.size());
-    self->read(leg_id::downstream);
-    self->read(leg_id::upstream);
+    self->begin_reading(leg_id::downstream);
+    self->begin_reading(leg_id::upstream);
     const auto reason = [&](std::string_view r) {
         return drain.reconnect_hint ? config::with_reconnect_hint(r, config::draw_retry_after(*drain.reconnect_hint, w.random()))
                                     : std::string(r);
@@ -148,6 +148,15 @@ namespace {
 error_code last_error() { return {errno, boost::system::system_category()}; }
 
 }  // namespace
+
+// A plain leg starts with the wait that registers EPOLLRDHUP: its re-arm reports whatever
+// came after the handshake's last read, so no recv is spent to find the socket empty.
+void tunnel::begin_reading(leg_id from) {
+    const leg& src = leg_of(from);
+    const bool can_wait = !src.tls && !src.watching_shutdown && !src.waiting && !src.finished && !src.eof &&
+                          !leg_of(other(from)).writing;
+    if (!can_wait || !watch_shutdown(from)) read(from);
+}
 
 void tunnel::read(leg_id from) {
     leg& src = leg_of(from);

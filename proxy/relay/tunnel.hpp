@@ -134,6 +134,7 @@ private:
     void read(leg_id from);
     void read_tls(leg_id from);
     void read_to_fin(leg_id from);
+    void begin_reading(leg_id from);
     void wait_readable(leg_id from);
     bool watch_shutdown(leg_id from);
     template <leg_id From>
