@@ -87,6 +87,7 @@ tcp::acceptor server::bind(net::worker& w, const config::address& addr, bool reu
     tcp::acceptor a{w.context()};
     a.open(ep.protocol());
     a.set_option(tcp::acceptor::reuse_address(true));
+    a.set_option(tcp::no_delay(true));  // inherited by every accepted connection
     if (reuse_port) {
         const int one = 1;
         ::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -94,6 +95,7 @@ tcp::acceptor server::bind(net::worker& w, const config::address& addr, bool reu
     a.bind(ep, ec);
     if (ec) throw std::runtime_error("cannot listen on " + addr.to_string() + ": " + ec.message());
     a.listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec) a.non_blocking(true, ec);  // http::start_accepting's accept4 must not wait
     if (ec) throw std::runtime_error("cannot listen on " + addr.to_string() + ": " + ec.message());
     return a;
 }
@@ -111,7 +113,7 @@ void server::start() {
     admin_port_ = admin_acceptor_->local_endpoint().port();
 
     for (std::size_t i = 0; i < workers_.size(); ++i)
-        asio::co_spawn(workers_[i]->context(), http::accept_loop(*workers_[i], *front_, *acceptors_[i]), asio::detached);
+        asio::post(workers_[i]->context(), [this, i] { http::start_accepting(*workers_[i], *front_, *acceptors_[i]); });
     asio::co_spawn(workers_[0]->context(), admin::accept_loop(*workers_[0], *admin_acceptor_, admin_hooks_),
                    asio::detached);
     asio::post(workers_[0]->context(), [this] { health_->start(live_->router); });

@@ -23,6 +23,8 @@
 #include "codec/frame.hpp"
 #include "http/forwarding.hpp"
 #include "log/log.hpp"
+#include "net/readable_wait.hpp"
+#include "net/sockets.hpp"
 #include "net/stream.hpp"
 #include "net/tls.hpp"
 #include "relay/tunnel.hpp"
@@ -54,6 +56,7 @@ struct upstream_connection {
     beast::flat_buffer buffer;
     std::shared_ptr<routing::endpoint> endpoint;
     bool connected = false;
+    bool request_sent = false;  // the upgrade request went out with the connect
 };
 
 // Trivially destructible on purpose: GCC 12 may destroy a temporary with a destructor
@@ -131,8 +134,7 @@ public:
         w.connections().push_back(*this);
         client_info_.address = address_text(remote.address());
         client_address_ = client_info_.address + ":" + std::to_string(remote.port());
-        error_code ec;
-        client_.socket().set_option(tcp::no_delay(true), ec);
+        // TCP_NODELAY came from the listener (server::bind sets it there).
     }
 
     asio::awaitable<void> run();
@@ -161,7 +163,12 @@ private:
     // A connection to an endpoint of `up`. For a WebSocket session (`for_session`) the endpoint's
     // session count is raised at the pick, so that upgrades arriving together spread out; the
     // caller gives it back unless a tunnel takes the session.
-    asio::awaitable<upstream_connection*> connect(const routing::upstream& up, bool reuse, bool for_session = false);
+    // `first_bytes` (an upgrade's request) go out with the connect where that saves a wait: a
+    // connection that comes back connected with `request_sent` has written them.
+    asio::awaitable<upstream_connection*> connect(const routing::upstream& up, bool reuse, bool for_session = false,
+                                                  std::string_view first_bytes = {});
+    asio::awaitable<error_code> connect_sending(const tcp::endpoint& target, std::string_view bytes,
+                                                std::chrono::milliseconds timeout);
     void count_upgrade(const routing::upstream& up, metrics::upgrade_result r) {
         worker_.stats().upstreams[up.metrics_slot()].upgrades[static_cast<std::size_t>(r)].add();
     }
@@ -291,7 +298,8 @@ asio::awaitable<void> connection::run() {
     }
 }
 
-asio::awaitable<upstream_connection*> connection::connect(const routing::upstream& up, bool reuse, bool for_session) {
+asio::awaitable<upstream_connection*> connection::connect(const routing::upstream& up, bool reuse, bool for_session,
+                                                          std::string_view first_bytes) {
     const auto now = clock::now();
     if (reuse && upstream_ && upstream_->connected && upstream_->stream.socket().is_open()) {
         // Keep-alive: the same endpoint serves the client's next request while it is up.
@@ -303,11 +311,15 @@ asio::awaitable<upstream_connection*> connection::connect(const routing::upstrea
     if (!picked) co_return nullptr;
     routing::endpoint* ep = picked->get();
     if (for_session) ep->session_opened();
-    upstream_.emplace(upstream_connection{net::stream(worker_.context().get_executor()), {}, *picked});
     const auto& a = ep->address();
     error_code ec;
     const auto address = asio::ip::make_address(a.host, ec);
     const bool by_name = static_cast<bool>(ec);
+    const bool sending = !by_name && !up.config().tls && !first_bytes.empty();
+    error_code cec;
+    tcp::socket socket(worker_.context().get_executor());
+    if (sending) socket = net::open_socket(socket.get_executor(), address.is_v4() ? tcp::v4() : tcp::v6(), cec);
+    upstream_.emplace(upstream_connection{net::stream(std::move(socket)), {}, *picked});
     std::vector<tcp::endpoint> targets;
     if (!by_name) {
         targets.emplace_back(address, a.port);
@@ -317,8 +329,12 @@ asio::awaitable<upstream_connection*> connection::connect(const routing::upstrea
         auto [rec, results] = co_await resolver.async_resolve(a.host, port, use_tuple);
         for (const auto& r : results) targets.push_back(r.endpoint());
     }
-    upstream_->stream.expires_after(up.config().connect_timeout);
-    auto [cec, connected] = co_await upstream_->stream.tcp_layer().async_connect(targets, use_tuple);
+    if (sending) {
+        if (!cec) cec = co_await connect_sending(targets.front(), first_bytes, up.config().connect_timeout);
+    } else {
+        upstream_->stream.expires_after(up.config().connect_timeout);
+        std::tie(cec, std::ignore) = co_await upstream_->stream.tcp_layer().async_connect(targets, use_tuple);
+    }
     if (!cec && targets.empty()) cec = asio::error::host_not_found;
     if (!cec && up.config().tls) {
         upstream_->stream.wrap_tls(ctx_.tls.client());
@@ -332,8 +348,36 @@ asio::awaitable<upstream_connection*> connection::connect(const routing::upstrea
     }
     ep->connect_succeeded();
     upstream_->connected = true;
-    upstream_->stream.socket().set_option(tcp::no_delay(true), ec);
+    upstream_->request_sent = sending;
+    if (!sending) upstream_->stream.socket().set_option(tcp::no_delay(true), ec);  // open_socket sets it
     co_return &*upstream_;
+}
+
+// Connects and writes `bytes` without first waiting to learn that the connection is up. To a
+// backend on the same host (a sidecar's) the handshake is complete by the time connect()
+// returns, and the first send goes through at once: no epoll_ctl, wait, poll and getsockopt
+// for the connect. Otherwise the write waits for the connection, with the same timeout. An
+// error of either step is the connect's: refused, unreachable or timed out. The stream's
+// socket is open (net::open_socket) and not connected.
+asio::awaitable<error_code> connection::connect_sending(const tcp::endpoint& target, std::string_view bytes,
+                                                        std::chrono::milliseconds timeout) {
+    error_code ec;
+    const int fd = upstream_->stream.socket().native_handle();
+    if (::connect(fd, target.data(), static_cast<socklen_t>(target.size())) != 0 && errno != EINPROGRESS)
+        co_return error_code(errno, boost::system::system_category());
+    std::size_t sent = 0;
+    if (const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL); n >= 0)
+        sent = static_cast<std::size_t>(n);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK)
+        co_return error_code(errno, boost::system::system_category());
+    if (sent == bytes.size()) {
+        net::readable_wait::expect_no_input_yet(upstream_->stream.socket());  // the answer comes later
+        co_return ec;
+    }
+    const auto rest = asio::buffer(bytes.substr(sent));
+    upstream_->stream.expires_after(timeout);
+    std::tie(ec, std::ignore) = co_await asio::async_write(upstream_->stream, rest, use_tuple);
+    co_return ec;
 }
 
 asio::awaitable<bool> connection::hold(const routing::upstream& up, clock::time_point until, bool pause) {
@@ -463,7 +507,7 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_of_answer;
     for (int round = 0;; ++round) {
         for (;;) {
-            conn = co_await connect(*up, false, true);
+            conn = co_await connect(*up, false, true, forward);
             if (conn) endpoint_slot.endpoint = conn->endpoint.get();
             if (conn && (conn->connected || !held)) break;
             const bool refused = conn != nullptr;
@@ -516,10 +560,10 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         }
         // The backend has upstreams[].connect_timeout to answer the handshake.
         conn->stream.expires_after(up->config().connect_timeout);
-        auto [wec, wn] = co_await asio::async_write(conn->stream, asio::buffer(forward), use_tuple);
+        error_code rec;
+        if (!conn->request_sent) std::tie(rec, std::ignore) = co_await asio::async_write(conn->stream, asio::buffer(forward), use_tuple);
         auto& rp = parser_of_answer.emplace();
         rp.body_limit(boost::none);
-        error_code rec = wec;
         if (!rec) std::tie(rec, std::ignore) = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);
         if (rec) {
             count_upgrade(*up, metrics::upgrade_result::backend_error);
@@ -693,31 +737,90 @@ asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::
     co_await c.run();
 }
 
-asio::awaitable<void> accept_loop(net::worker& w, front_context& ctx, tcp::acceptor& acceptor) {
-    asio::steady_timer backoff{w.context()};
-    bool paused = false;
-    tcp::endpoint remote;  // from accept() itself: no getpeername() per connection
-    for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(remote, use_tuple);
-        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        if (ec) {
-            // Out of descriptors (or a similar passing failure): the connection waits in the
-            // kernel's backlog while this loop pauses, instead of spinning on the error.
-            if (!paused) {
-                log::warn("accept paused", {{"error", ec.message()}, {"retry_ms", accept_retry.count()}});
-                w.stats().accept_paused.add();
-                paused = true;
-            }
-            backoff.expires_after(accept_retry);
-            co_await backoff.async_wait(use_tuple);
-            continue;
-        }
-        if (paused) {
-            log::info("accept resumed");
-            paused = false;
-        }
-        asio::co_spawn(w.context(), serve_connection(w, ctx, std::move(socket), remote), asio::detached);
+namespace {
+
+// Accepts with accept4, so that each connection's socket is non-blocking from the start and
+// inherits TCP_NODELAY from the listener (server::bind sets it there): no ioctl, setsockopt
+// or epoll_ctl(EPOLL_CTL_DEL) per connection (see net/sockets.hpp). It accepts until the
+// backlog is empty (the listener is registered edge-triggered), then waits without re-arming.
+// It deletes itself when the listener is closed or its event loop shuts down.
+class listener {
+public:
+    static void start(net::worker& w, front_context& ctx, tcp::acceptor& acceptor) {
+        (new listener(w, ctx, acceptor))->accept();
     }
+
+private:
+    listener(net::worker& w, front_context& ctx, tcp::acceptor& acceptor)
+        : worker_(w), ctx_(ctx), acceptor_(acceptor), readable_(&listener::on_readable, this), backoff_(w.context()) {}
+
+    // At most a burst per turn: a flood of connections does not starve the open sessions.
+    static constexpr int burst = 64;
+
+    void accept() {
+        for (int i = 0; i < burst; ++i) {
+            sockaddr_storage peer{};
+            socklen_t size = sizeof peer;
+            const int fd = ::accept4(acceptor_.native_handle(), reinterpret_cast<sockaddr*>(&peer), &size,
+                                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) return readable_.start(acceptor_);
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                if (errno == EBADF || errno == EINVAL) return delete this;  // the listener is closed
+                return pause(error_code(errno, boost::system::system_category()));
+            }
+            tcp::endpoint remote;
+            std::memcpy(remote.data(), &peer, std::min<std::size_t>(size, sizeof peer));
+            remote.resize(size);
+            error_code ec;
+            tcp::socket socket = net::adopt_socket(worker_.context().get_executor(), remote.protocol(), fd, ec);
+            if (ec) return pause(ec);
+            if (paused_) {
+                log::info("accept resumed");
+                paused_ = false;
+            }
+            asio::co_spawn(worker_.context(), serve_connection(worker_, ctx_, std::move(socket), remote), asio::detached);
+        }
+        asio::post(worker_.context(), [self = owned()]() mutable { self.release()->go_on(); });
+    }
+
+    // Handlers that wait for the listener own it: destroyed unrun at shutdown, they delete it.
+    std::unique_ptr<listener> owned() { return std::unique_ptr<listener>(this); }
+    void go_on() {
+        if (acceptor_.is_open()) return accept();
+        delete this;
+    }
+
+    // Out of descriptors (or a similar passing failure): the connection waits in the kernel's
+    // backlog while accepting pauses, instead of spinning on the error.
+    void pause(const error_code& ec) {
+        if (!paused_) {
+            log::warn("accept paused", {{"error", ec.message()}, {"retry_ms", accept_retry.count()}});
+            worker_.stats().accept_paused.add();
+            paused_ = true;
+        }
+        backoff_.expires_after(accept_retry);
+        backoff_.async_wait([self = owned()](const error_code&) mutable { self.release()->go_on(); });
+    }
+
+    static void on_readable(void* owner, const error_code* ec) {
+        auto* self = static_cast<listener*>(owner);
+        if (ec == nullptr || *ec == asio::error::operation_aborted) return delete self;  // shut down, or closed
+        self->go_on();
+    }
+
+    net::worker& worker_;
+    front_context& ctx_;
+    tcp::acceptor& acceptor_;
+    net::readable_wait readable_;
+    asio::steady_timer backoff_;
+    bool paused_ = false;
+};
+
+}  // namespace
+
+void start_accepting(net::worker& w, front_context& ctx, tcp::acceptor& acceptor) {
+    listener::start(w, ctx, acceptor);
 }
 
 }  // namespace wsdrain::http

@@ -66,7 +66,8 @@ void wake_held(net::worker& w, front_context& ctx);
 // Serves one client connection (from `remote`) on worker `w`'s thread until it closes or upgrades.
 asio::awaitable<void> serve_connection(net::worker& w, front_context& ctx, tcp::socket socket, tcp::endpoint remote);
 
-// Accepts connections on `acceptor` (owned by the caller) until it is closed.
-asio::awaitable<void> accept_loop(net::worker& w, front_context& ctx, tcp::acceptor& acceptor);
+// Accepts connections on `acceptor` on worker `w`'s thread, until it is closed there. The
+// caller owns it, and has made it non-blocking, with TCP_NODELAY for the connections to inherit.
+void start_accepting(net::worker& w, front_context& ctx, tcp::acceptor& acceptor);
 
 }  // namespace wsdrain::http

@@ -1,5 +1,7 @@
 #include "net/readable_wait.hpp"
 
+#include "net/asio_access.hpp"
+
 #include <boost/asio/detail/reactor.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/query.hpp>
@@ -36,27 +38,9 @@ namespace {
 
 using reactor = asio::detail::epoll_reactor;
 
-// The socket's implementation (descriptor and reactor data) is a protected member of
-// basic_socket; a pointer to it may be formed through a derived class.
-struct socket_access : asio::ip::tcp::socket {
-    static auto& impl(asio::ip::tcp::socket& s) { return (s.*(&socket_access::impl_)).get_implementation(); }
-};
-
-// Each event loop thread runs one io_context: its reactor is looked up once per thread.
-reactor& reactor_of(asio::ip::tcp::socket& s) {
-    thread_local asio::execution_context* context = nullptr;
-    thread_local reactor* cached = nullptr;
-    asio::execution_context& c = asio::query(s.get_executor(), asio::execution::context);
-    if (&c != context) {
-        cached = &asio::use_service<reactor>(c);
-        context = &c;
-    }
-    return *cached;
-}
-
-// Asio keeps a descriptor's registered events and its last reported events private. An
-// explicit instantiation may name a private member (access is not checked there); this one
-// hands out a pointer to it.
+// Asio keeps a descriptor's registered events, its last reported events and an acceptor's
+// implementation private. An explicit instantiation may name a private member (access is not
+// checked there); this one hands out a pointer to it.
 template <auto Member, typename Tag>
 struct expose {
     friend constexpr auto member(Tag) { return Member; }
@@ -67,19 +51,47 @@ struct registered_events_tag {
 struct ready_events_tag {
     friend constexpr auto member(ready_events_tag);
 };
+struct acceptor_tag {
+    friend constexpr auto member(acceptor_tag);
+};
+struct try_speculative_tag {
+    friend constexpr auto member(try_speculative_tag);
+};
 template struct expose<&reactor::descriptor_state::registered_events_, registered_events_tag>;
 template struct expose<&asio::detail::scheduler_operation::task_result_, ready_events_tag>;
+template struct expose<&asio::ip::tcp::acceptor::impl_, acceptor_tag>;
+template struct expose<&reactor::descriptor_state::try_speculative_, try_speculative_tag>;
+
+auto& implementation_of(asio::ip::tcp::socket& s) { return detail::implementation_of<asio::ip::tcp::socket>::get(s); }
+auto& implementation_of(asio::ip::tcp::acceptor& a) { return (a.*member(acceptor_tag{})).get_implementation(); }
+
+// Each event loop thread runs one io_context: its reactor is looked up once per thread.
+template <class IoObject>
+reactor& reactor_of(IoObject& s) {
+    thread_local asio::execution_context* context = nullptr;
+    thread_local reactor* cached = nullptr;
+    asio::execution_context& c = asio::query(s.get_executor(), asio::execution::context);
+    if (&c != context) {
+        cached = &asio::use_service<reactor>(c);
+        context = &c;
+    }
+    return *cached;
+}
 
 }  // namespace
 
-void readable_wait::start(asio::ip::tcp::socket& socket) {
-    auto& impl = socket_access::impl(socket);
+template <class IoObject>
+void readable_wait::start_on(IoObject& object) {
+    auto& impl = implementation_of(object);
     op_.ec_ = error_code();
-    reactor_of(socket).start_op(reactor::read_op, impl.socket_, impl.reactor_data_, &op_, true, true);
+    reactor_of(object).start_op(reactor::read_op, impl.socket_, impl.reactor_data_, &op_, true, true);
 }
 
+void readable_wait::start(asio::ip::tcp::socket& socket) { start_on(socket); }
+void readable_wait::start(asio::ip::tcp::acceptor& acceptor) { start_on(acceptor); }
+
 bool readable_wait::start_watching_shutdown(asio::ip::tcp::socket& socket) {
-    auto& impl = socket_access::impl(socket);
+    auto& impl = implementation_of(socket);
     if (impl.reactor_data_ == nullptr) {  // closed: the wait fails as start() would report it
         start(socket);
         return true;
@@ -93,7 +105,7 @@ bool readable_wait::start_watching_shutdown(asio::ip::tcp::socket& socket) {
 }
 
 bool readable_wait::shutdown_reported(asio::ip::tcp::socket& socket) {
-    const auto* state = socket_access::impl(socket).reactor_data_;
+    const auto* state = implementation_of(socket).reactor_data_;
     if (state == nullptr) return true;
     // The reactor stores each event's flags in the descriptor record (a scheduler operation,
     // privately) before it runs the operations; a C-style cast may name a private base.
@@ -101,9 +113,14 @@ bool readable_wait::shutdown_reported(asio::ip::tcp::socket& socket) {
     return (record->*member(ready_events_tag{}) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
 }
 
+void readable_wait::expect_no_input_yet(asio::ip::tcp::socket& socket) {
+    if (auto* state = implementation_of(socket).reactor_data_) (state->*member(try_speculative_tag{}))[reactor::read_op] = false;
+}
+
 #else  // another reactor: Asio's own wait, one allocation and (maybe) one syscall each time
 
-void readable_wait::start(asio::ip::tcp::socket& socket) {
+template <class IoObject>
+void readable_wait::start_on(IoObject& object) {
     // Runs the callback once: with the result, or with nullptr if it is never invoked.
     struct handler {
         op* o;
@@ -117,12 +134,17 @@ void readable_wait::start(asio::ip::tcp::socket& socket) {
             x->cb(x->owner, &ec);
         }
     };
-    socket.async_wait(asio::ip::tcp::socket::wait_read, handler(&op_));
+    object.async_wait(IoObject::wait_read, handler(&op_));
 }
+
+void readable_wait::start(asio::ip::tcp::socket& socket) { start_on(socket); }
+void readable_wait::start(asio::ip::tcp::acceptor& acceptor) { start_on(acceptor); }
 
 bool readable_wait::start_watching_shutdown(asio::ip::tcp::socket&) { return false; }
 
 bool readable_wait::shutdown_reported(asio::ip::tcp::socket&) { return true; }
+
+void readable_wait::expect_no_input_yet(asio::ip::tcp::socket&) {}
 
 #endif
 

@@ -39,6 +39,8 @@ public:
     // At most one wait at a time; the socket must stay open (or be closed, which aborts the
     // wait) until the callback has run.
     void start(boost::asio::ip::tcp::socket& socket);
+    // The same for a listener: it is readable when a connection waits to be accepted.
+    void start(boost::asio::ip::tcp::acceptor& acceptor);
 
     // Adds EPOLLRDHUP to the socket's registration and waits as start() does. This costs one
     // epoll_ctl, which also re-arms the descriptor: input or a FIN already queued is reported
@@ -52,7 +54,16 @@ public:
     // reverse: the kernel reports a shutdown with every event after it.
     static bool shutdown_reported(boost::asio::ip::tcp::socket& socket);
 
+    // Tells the reactor that the socket has nothing to read yet: the caller has just sent a
+    // request on it, in this same handler, and nothing can have answered. The next read then
+    // waits for an event instead of first trying a recv that would block. Any event from here
+    // on (the reactor has not looked since the request went out) lets reads try again.
+    static void expect_no_input_yet(boost::asio::ip::tcp::socket& socket);
+
 private:
+    template <class IoObject>
+    void start_on(IoObject& object);
+
     struct op : boost::asio::detail::reactor_op {
         op(callback c, void* o);
         static status perform(reactor_op* base);
