@@ -452,11 +452,15 @@ void tunnel::flush(leg_id to, batch& out) {
     if (!dst.pending.empty()) buffers[count++] = {dst.pending.data(), dst.pending.size()};
     for (const auto& b : out.segments()) buffers[count++] = {const_cast<void*>(b.data()), b.size()};
 
+    // One piece (the usual case: whole frames passed on as read) goes with send(), which
+    // spares the kernel copying in a message header and an iovec array.
+    const int fd = dst.socket.native_handle();
     msghdr msg{};
     msg.msg_iov = buffers.data();
     msg.msg_iovlen = count;
     ssize_t sent;
-    do sent = ::sendmsg(dst.socket.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    do sent = count == 1 ? ::send(fd, buffers[0].iov_base, buffers[0].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL)
+                         : ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     while (sent < 0 && errno == EINTR);
     std::size_t written = 0;
     if (sent >= 0) {
