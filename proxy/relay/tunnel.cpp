@@ -178,6 +178,7 @@ void tunnel::read(leg_id from) {
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_readable(from);
         if (got < 0) return on_end(from, last_error());
         if (got == 0) return on_end(from, asio::error::eof);
+        src.input_empty = static_cast<std::size_t>(got) < params_.read_size;
         relay(from, worker_.scratch(), static_cast<std::size_t>(got));
         // Relaying may have read this leg again (send_fin_if_done reads on to the peer's FIN)
         // and left it waiting: that read carries on from here.
@@ -632,6 +633,10 @@ void tunnel::send_fin_if_done(leg_id l) {
         if (!x.waiting) read(l);
         return;
     }
+    // The closing handshake is complete and nothing is left unread: close at once, as nginx
+    // does. close() sends FIN; only unread input would make it a reset, and after its Close
+    // the peer sends nothing more.
+    if (x.phase == leg_phase::closed && x.input_empty) return close_leg(l);
     error_code ec;
     x.raw().shutdown(tcp::socket::shutdown_send, ec);
     // Read on until the peer's FIN so that closing never resets; the deadline bounds it.

@@ -100,6 +100,7 @@ private:
         leg_phase phase = leg_phase::open;
         bool waiting = false;   // an async_wait for readability (or a posted read) is pending
         bool watching_shutdown = false;  // EPOLLRDHUP registered: a short read may end reading
+        bool input_empty = false;        // a plain leg's last recv left nothing behind (it was short)
         bool writing = false;   // an async_write of `pending` is in flight
         bool paused = false;    // not read: the other leg has bytes it has not taken yet
         bool eof = false;       // the peer ended its byte stream
