@@ -107,6 +107,32 @@ TEST_F(relay, a_client_close_reaches_the_backend_and_its_answer_comes_back) {
     EXPECT_EQ(app.ended()[0].code, 4321);
 }
 
+TEST(relay_close, a_completed_closing_handshake_frees_the_session_without_waiting_for_the_clients_fin) {
+    // Once Close went both ways and nothing is left unread, the proxy closes the connection
+    // (a FIN, not a reset): a client that keeps its socket open holds nothing in the proxy.
+    backend app{{}};
+    auto cfg = local_config({app.port()});
+    cfg.drain.close_timeout = std::chrono::seconds(10);  // what a lingering close would wait for
+    proxy px{cfg};
+    const auto open_sessions = [&] {
+        return metric(scrape(px.admin_port()), R"(wsdrain_sessions_active{upstream="app"})");
+    };
+    raw_client c{px.port()};
+    c.send_frame(0x1, "hello");
+    auto echo = c.read_frame();
+    ASSERT_TRUE(echo);
+    c.send_frame(0x8, std::string("\x03\xe8", 2));  // Close 1000
+    auto answer = c.read_frame();
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(answer->opcode, 0x8);
+    EXPECT_EQ(answer->close_code(), 1000);
+    EXPECT_TRUE(c.at_eof()) << "the proxy's FIN follows its Close";
+    EXPECT_TRUE(wait_for([&] { return open_sessions() == 0; }, std::chrono::seconds(2)))
+        << "the session waited for the client's FIN";
+    ASSERT_TRUE(wait_for([&] { return app.ended().size() == 1; }, std::chrono::seconds(2)));
+    EXPECT_EQ(app.ended()[0].code, 1000);
+}
+
 TEST_F(relay, a_backend_close_reaches_the_client) {
     ws_client c{px.port()};
     c.send_text("close-me");
