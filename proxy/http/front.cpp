@@ -12,6 +12,7 @@
 
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -770,7 +771,11 @@ private:
                 return pause(error_code(errno, boost::system::system_category()));
             }
             tcp::endpoint remote;
-            std::memcpy(remote.data(), &peer, std::min<std::size_t>(size, sizeof peer));
+            if (size > remote.capacity()) {  // not an IPv4 or IPv6 peer: cannot be on a TCP listener
+                ::close(fd);
+                continue;
+            }
+            std::memcpy(remote.data(), &peer, size);
             remote.resize(size);
             error_code ec;
             tcp::socket socket = net::adopt_socket(worker_.context().get_executor(), remote.protocol(), fd, ec);
