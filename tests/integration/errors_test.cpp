@@ -147,9 +147,8 @@ TEST(errors, a_client_failed_for_a_big_frame_is_closed_as_soon_as_it_leaves) {
 }
 
 TEST(errors, a_message_and_the_fin_behind_it_in_one_segment_end_the_session_at_once) {
-    // After a leg's first short read the proxy registers EPOLLRDHUP and from then on waits
-    // after a short read without reading again, unless the epoll event reported the peer's
-    // shutdown. Here the last message and the FIN come in one segment (TCP_CORK holds the
+    // A plain leg registers EPOLLRDHUP with its first wait, and from then on waits after a
+    // short read without reading again, unless the epoll event reported the peer's shutdown. Here the last message and the FIN come in one segment (TCP_CORK holds the
     // data until shutdown adds the FIN to it), so one edge reports both. Missed, the session
     // would wait for the client's next packet, and the backend would not hear of it.
     backend app{{}};
@@ -157,7 +156,7 @@ TEST(errors, a_message_and_the_fin_behind_it_in_one_segment_end_the_session_at_o
     for (std::size_t i = 0; i < 5; ++i) {
         SCOPED_TRACE("session " + std::to_string(i));
         raw_client c{px.port()};
-        c.send_frame(0x1, "first");  // a short read: the leg registers EPOLLRDHUP
+        c.send_frame(0x1, "first");  // read short: the leg then waits without a recv
         auto echo = c.read_frame();
         ASSERT_TRUE(echo);
         EXPECT_EQ(echo->payload, "first");
