@@ -271,7 +271,7 @@ asio::awaitable<void> accept_loop(net::worker& w, tcp::acceptor& acceptor, const
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        if (ec) {  // out of descriptors: wait in the backlog rather than spin (see http::accept_loop)
+        if (ec) {  // out of descriptors: wait in the backlog rather than spin (as http::start_accepting does)
             backoff.expires_after(std::chrono::milliseconds(100));
             co_await backoff.async_wait(use_tuple);
             continue;
