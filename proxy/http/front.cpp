@@ -562,7 +562,8 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
         // The backend has upstreams[].connect_timeout to answer the handshake.
         conn->stream.expires_after(up->config().connect_timeout);
         error_code rec;
-        if (!conn->request_sent) std::tie(rec, std::ignore) = co_await asio::async_write(conn->stream, asio::buffer(forward), use_tuple);
+        if (!conn->request_sent)
+            std::tie(rec, std::ignore) = co_await asio::async_write(conn->stream, asio::buffer(forward), use_tuple);
         auto& rp = parser_of_answer.emplace();
         rp.body_limit(boost::none);
         if (!rec) std::tie(rec, std::ignore) = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);

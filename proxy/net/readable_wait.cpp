@@ -114,7 +114,8 @@ bool readable_wait::shutdown_reported(asio::ip::tcp::socket& socket) {
 }
 
 void readable_wait::expect_no_input_yet(asio::ip::tcp::socket& socket) {
-    if (auto* state = implementation_of(socket).reactor_data_) (state->*member(try_speculative_tag{}))[reactor::read_op] = false;
+    auto* state = implementation_of(socket).reactor_data_;
+    if (state) (state->*member(try_speculative_tag{}))[reactor::read_op] = false;
 }
 
 #else  // another reactor: Asio's own wait, one allocation and (maybe) one syscall each time

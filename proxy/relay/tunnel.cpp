@@ -169,8 +169,9 @@ void tunnel::read(leg_id from) {
     }
     // Epoll is edge-triggered: a leg reads until the socket is empty, and only then waits. A
     // short read empties it, unless the peer's FIN is queued behind the bytes it returned: the
-    // edge that reported both is gone. So the first short read registers EPOLLRDHUP (see
-    // net/readable_wait.hpp), and later ones wait at once unless a shutdown was reported.
+    // edge that reported both is gone. So a plain leg registers EPOLLRDHUP with its first wait
+    // (begin_reading, or here if it could not wait then; see net/readable_wait.hpp), and after
+    // a short read it waits at once unless the event reported the peer's shutdown.
     for (int round = 0; round < 4; ++round) {
         ssize_t got;
         do got = ::recv(src.socket.native_handle(), worker_.scratch(), params_.read_size, MSG_DONTWAIT);
@@ -187,7 +188,7 @@ void tunnel::read(leg_id from) {
             src.paused = true;
             return;
         }
-        if (static_cast<std::size_t>(got) < params_.read_size) {
+        if (src.input_empty) {
             if (src.watching_shutdown) {
                 if (!net::readable_wait::shutdown_reported(src.socket)) return wait_readable(from);
             } else if (watch_shutdown(from)) {
