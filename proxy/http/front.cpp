@@ -45,6 +45,9 @@ using clock = std::chrono::steady_clock;
 constexpr int max_reroutes = 3;
 // A held upgrade whose endpoint refused the connection tries again after this, at the soonest.
 constexpr std::chrono::milliseconds held_retry_pause{200};
+// What the first recv of a new connection takes: a whole request header in most cases, as
+// nginx's client_header_buffer_size (1k); a longer one is read on by Beast.
+constexpr std::size_t first_read_size = 1024;
 
 struct header_deadline {
     bool armed = true;   // the read it guards is still under way
@@ -154,6 +157,13 @@ private:
     }
     // The TLS handshake of a listener with TLS; false when it failed (the connection ends).
     asio::awaitable<bool> accept_tls();
+    // A new plain connection's first request is usually in its socket by the time the
+    // connection is accepted (a client sends it right after connecting). One recv and the
+    // parser take it here, without the header timer or a read through the reactor. True, with
+    // `ec` and `n` as async_read_header would give them, when the header is complete or bad;
+    // false when it is not all there, with `n` the bytes of it the parser took: the rest of
+    // what was read waits in buffer_ for async_read_header.
+    bool read_header_now(bhttp::request_parser<bhttp::buffer_body>& parser, error_code& ec, std::size_t& n);
     bool keep_alive(bool client_wants) const { return client_wants && !closing_ && !ctx_.refusing; }
     asio::awaitable<bool> serve_plain(bhttp::request_parser<bhttp::buffer_body>& parser, const routing::upstream& up);
     asio::awaitable<void> serve_upgrade(bhttp::request_parser<bhttp::buffer_body>& parser, const routing::upstream& up);
@@ -200,6 +210,25 @@ asio::awaitable<bool> connection::accept_tls() {
     co_return true;
 }
 
+bool connection::read_header_now(bhttp::request_parser<bhttp::buffer_body>& parser, error_code& ec, std::size_t& n) {
+    if (requests_ > 0 || client_.tls() || buffer_.size() > 0) return false;
+    auto& socket = client_.socket();
+    const auto space = buffer_.prepare(first_read_size);
+    const ssize_t got = ::recv(socket.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
+    if (got <= 0) {
+        // Not there yet: the read that follows waits for it instead of trying a recv first.
+        // An end or an error is left for that read to find, and to answer as it does.
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) net::readable_wait::expect_no_input_yet(socket);
+        return false;
+    }
+    buffer_.commit(static_cast<std::size_t>(got));
+    n = parser.put(buffer_.data(), ec);
+    buffer_.consume(n);  // the parser may have taken whole lines of a header it needs more of
+    if (ec != bhttp::error::need_more) return true;
+    ec = {};
+    return false;
+}
+
 asio::awaitable<void> connection::run() {
     live_ = ctx_.live[worker_.index()];
     if (ctx_.tls_listener && !co_await accept_tls()) {
@@ -214,30 +243,36 @@ asio::awaitable<void> connection::run() {
         if (limits.max_body_bytes) parser.body_limit(limits.max_body_bytes);
         else parser.body_limit(boost::none);
         if (closing_) break;
-        // The header deadline cancels the read but keeps the socket, so that a 408 can still be
-        // sent (tcp_stream's own timeout would close it). Its handler owns `deadline` and touches
-        // the socket only while `armed`, which ends before this connection can.
-        client_.expires_never();
-        auto deadline = std::make_shared<header_deadline>();
-        asio::steady_timer timer{worker_.context(), limits.header_timeout};
-        timer.async_wait([deadline, &socket = client_.socket()](const error_code& tec) {
-            if (tec || !deadline->armed) return;
-            deadline->fired = true;
-            error_code ignored;
-            socket.cancel(ignored);
-        });
-        // Idle: a kept-alive connection between requests. A new one is not: its first request
-        // may be on its way, and it gets an answer (503 while draining), not a silent close.
-        idle_ = requests_ > 0 && buffer_.size() == 0;
-        auto [ec, n] = co_await bhttp::async_read_header(client_, buffer_, parser, use_tuple);
-        ++requests_;
-        deadline->armed = false;
-        timer.cancel();
-        idle_ = false;
-        if (deadline->fired) {
-            if (buffer_.size() > 0) co_await send_error(client_, {bhttp::status::request_timeout, "request header timeout"}, 11, false);
-            break;
+        error_code ec;
+        std::size_t n = 0;  // the header's size
+        if (!read_header_now(parser, ec, n)) {
+            // The header deadline cancels the read but keeps the socket, so that a 408 can still
+            // be sent (tcp_stream's own timeout would close it). Its handler owns `deadline` and
+            // touches the socket only while `armed`, which ends before this connection can.
+            client_.expires_never();
+            auto deadline = std::make_shared<header_deadline>();
+            asio::steady_timer timer{worker_.context(), limits.header_timeout};
+            timer.async_wait([deadline, &socket = client_.socket()](const error_code& tec) {
+                if (tec || !deadline->armed) return;
+                deadline->fired = true;
+                error_code ignored;
+                socket.cancel(ignored);
+            });
+            // Idle: a kept-alive connection between requests. A new one is not: its first request
+            // may be on its way, and it gets an answer (503 while draining), not a silent close.
+            idle_ = requests_ > 0 && buffer_.size() == 0;
+            std::size_t more = 0;
+            std::tie(ec, more) = co_await bhttp::async_read_header(client_, buffer_, parser, use_tuple);
+            n += more;
+            deadline->armed = false;
+            timer.cancel();
+            idle_ = false;
+            if (deadline->fired) {
+                if (buffer_.size() > 0) co_await send_error(client_, {bhttp::status::request_timeout, "request header timeout"}, 11, false);
+                break;
+            }
         }
+        ++requests_;
         if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;  // closed by a drain
         if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
             ec == asio::ssl::error::stream_truncated)

@@ -6,6 +6,8 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
 
+#include <thread>
+
 #include "harness.hpp"
 
 using namespace wsdrain::testing;
@@ -129,6 +131,44 @@ TEST(http, keep_alive_serves_several_requests_on_one_connection) {
     char c;
     s.read_some(asio::buffer(&c, 1), ec);
     EXPECT_EQ(ec, asio::error::eof) << "the proxy closes after Connection: close";
+}
+
+TEST(http, a_request_header_is_read_whole_however_it_arrives) {
+    // The first recv of a new connection takes up to 1 KiB and parses it at once; a header that
+    // is not all there by then, or not there at all, is read on by the reactor.
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    // Each piece is written after a pause (the first too, when it is empty).
+    const auto exchange = [&](const std::vector<std::string>& pieces) {
+        asio::io_context ctx;
+        tcp::socket s(ctx);
+        s.connect({asio::ip::make_address("127.0.0.1"), px.port()});
+        for (std::size_t i = 0; i < pieces.size(); ++i) {
+            if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            asio::write(s, asio::buffer(pieces[i]));
+        }
+        beast::flat_buffer buf;
+        bhttp::response<bhttp::string_body> res;
+        bhttp::read(s, buf, res);
+        return res;
+    };
+    const std::string start = "GET /pieces HTTP/1.1\r\nHost: x\r\n";
+    const std::string filler = "X-Filler: " + std::string(1500, 'f') + "\r\n";  // past the first read
+    const std::string last = "X-Forwarded-For: 10.9.8.7\r\nConnection: close\r\n\r\n";
+    for (const auto& pieces : std::vector<std::vector<std::string>>{
+             {start + last},                       // all there at once
+             {"", start + last},                   // the first recv finds nothing
+             {start, last},                        // it finds whole lines of the header
+             {"GET /pie", "ces HTTP/1.1\r\nHost: x\r\n" + last},  // part of the request line
+             {start + filler + last},              // more than it takes, all there
+             {start + filler, last},               // more than it takes, then the rest later
+         }) {
+        const auto res = exchange(pieces);
+        EXPECT_EQ(res.result_int(), 200u) << pieces.size() << " pieces, the first of " << pieces[0].size() << " bytes";
+        EXPECT_EQ(res.body(), "backend /pieces");
+        EXPECT_EQ(res[bhttp::field::connection], "close");
+        EXPECT_EQ(res["Echo-X-Forwarded-For"], "10.9.8.7, 127.0.0.1") << "the header's last line reached the backend";
+    }
 }
 
 TEST(http, routes_by_longest_path_prefix_and_by_host) {
