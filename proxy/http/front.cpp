@@ -63,6 +63,15 @@ struct upstream_connection {
     bool request_sent = false;  // the upgrade request went out with the connect
 };
 
+// What a non-blocking socket takes of `bytes` at once. A send that would block took 0 bytes;
+// any other failure is `ec`.
+std::size_t send_now(int fd, std::string_view bytes, error_code& ec) {
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) ec = error_code(errno, boost::system::system_category());
+    return 0;
+}
+
 // Trivially destructible on purpose: GCC 12 may destroy a temporary with a destructor
 // twice when it appears in a co_await expression, so no such temporary is ever put there.
 struct error_reply {
@@ -401,11 +410,8 @@ asio::awaitable<error_code> connection::connect_sending(const tcp::endpoint& tar
     const int fd = upstream_->stream.socket().native_handle();
     if (::connect(fd, target.data(), static_cast<socklen_t>(target.size())) != 0 && errno != EINPROGRESS)
         co_return error_code(errno, boost::system::system_category());
-    std::size_t sent = 0;
-    if (const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL); n >= 0)
-        sent = static_cast<std::size_t>(n);
-    else if (errno != EAGAIN && errno != EWOULDBLOCK)
-        co_return error_code(errno, boost::system::system_category());
+    const std::size_t sent = send_now(fd, bytes, ec);
+    if (ec) co_return ec;
     if (sent == bytes.size()) {
         net::readable_wait::expect_no_input_yet(upstream_->stream.socket());  // the answer comes later
         co_return ec;
@@ -647,7 +653,14 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     const std::uint8_t rsv = negotiated_rsv_bits(res);
     const std::string switching = header_text(res);  // the backend's 101 as it came
     client_.expires_never();
-    auto [sec, sn] = co_await asio::async_write(client_, asio::buffer(switching), use_tuple);
+    // The send buffer of a connection that has sent nothing yet takes it at once; over TLS, or
+    // into a full buffer, it is written as any answer.
+    error_code sec;
+    const std::size_t sent = client_.tls() ? 0 : send_now(client_.socket().native_handle(), switching, sec);
+    if (!sec && sent < switching.size()) {
+        const auto rest = asio::buffer(std::string_view(switching).substr(sent));
+        std::tie(sec, std::ignore) = co_await asio::async_write(client_, rest, use_tuple);
+    }
     if (sec) {
         count_upgrade(*up, metrics::upgrade_result::ok);  // the backend accepted; the client left
         co_return;
