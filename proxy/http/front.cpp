@@ -48,6 +48,8 @@ constexpr std::chrono::milliseconds held_retry_pause{200};
 // What the first recv of a new connection takes: a whole request header in most cases, as
 // nginx's client_header_buffer_size (1k); a longer one is read on by Beast.
 constexpr std::size_t first_read_size = 1024;
+// What each recv of a backend's answer to an upgrade takes (a 101 is some 150 bytes).
+constexpr std::size_t answer_read_size = 1024;
 
 struct header_deadline {
     bool armed = true;   // the read it guards is still under way
@@ -187,6 +189,11 @@ private:
     // connection that comes back connected with `request_sent` has written them.
     asio::awaitable<upstream_connection*> connect(const routing::upstream& up, bool reuse, bool for_session = false,
                                                   std::string_view first_bytes = {});
+    // The header of the backend's answer to an upgrade request, into `rp`, within `timeout`
+    // (then beast::error::timeout). From a plain backend it is read with recv after a wait in
+    // the loop's deadline queue, as a tunnel reads; from a TLS one by Beast.
+    asio::awaitable<error_code> read_answer(upstream_connection& conn, bhttp::response_parser<bhttp::buffer_body>& rp,
+                                            std::chrono::milliseconds timeout);
     asio::awaitable<error_code> connect_sending(const tcp::endpoint& target, std::string_view bytes,
                                                 std::chrono::milliseconds timeout);
     void count_upgrade(const routing::upstream& up, metrics::upgrade_result r) {
@@ -422,6 +429,38 @@ asio::awaitable<error_code> connection::connect_sending(const tcp::endpoint& tar
     co_return ec;
 }
 
+asio::awaitable<error_code> connection::read_answer(upstream_connection& conn,
+                                                    bhttp::response_parser<bhttp::buffer_body>& rp,
+                                                    std::chrono::milliseconds timeout) {
+    error_code ec;
+    if (conn.stream.tls()) {
+        conn.stream.expires_after(timeout);
+        std::tie(ec, std::ignore) = co_await bhttp::async_read_header(conn.stream, conn.buffer, rp, use_tuple);
+        conn.stream.expires_never();
+        co_return ec;
+    }
+    auto& socket = conn.stream.socket();
+    const auto until = clock::now() + timeout;
+    // The request has only just gone out: wait first. Each round reads until recv would block;
+    // the parser's header limit bounds what a backend can make it take.
+    for (;;) {
+        const auto left = std::max(until - clock::now(), clock::duration::zero());
+        std::tie(ec) = co_await net::async_wait_readable(socket, worker_.deadlines(), left, use_tuple);
+        if (ec == asio::error::timed_out) co_return beast::error::timeout;
+        if (ec) co_return ec;
+        for (;;) {
+            const auto space = conn.buffer.prepare(answer_read_size);
+            const ssize_t got = ::recv(socket.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
+            if (got == 0) co_return rp.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
+            if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            if (got < 0) co_return error_code(errno, boost::system::system_category());
+            conn.buffer.commit(static_cast<std::size_t>(got));
+            conn.buffer.consume(rp.put(conn.buffer.data(), ec));
+            if (ec != bhttp::error::need_more) co_return ec;  // the header is complete, or bad
+        }
+    }
+}
+
 asio::awaitable<bool> connection::hold(const routing::upstream& up, clock::time_point until, bool pause) {
     // Woken (its timer cancelled) when an endpoint may be back: an undrain, a health check
     // that passes, a reload. Each second it looks anyway, for an endpoint whose passive
@@ -600,14 +639,17 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
             co_await send_error(client_, {bhttp::status::bad_gateway, "backend unreachable"}, 11, false);
             co_return;
         }
-        // The backend has upstreams[].connect_timeout to answer the handshake.
-        conn->stream.expires_after(up->config().connect_timeout);
+        // The backend has upstreams[].connect_timeout to take the request, and as long again
+        // to answer it.
         error_code rec;
-        if (!conn->request_sent)
+        if (!conn->request_sent) {
+            conn->stream.expires_after(up->config().connect_timeout);
             std::tie(rec, std::ignore) = co_await asio::async_write(conn->stream, asio::buffer(forward), use_tuple);
+            conn->stream.expires_never();
+        }
         auto& rp = parser_of_answer.emplace();
         rp.body_limit(boost::none);
-        if (!rec) std::tie(rec, std::ignore) = co_await bhttp::async_read_header(conn->stream, conn->buffer, rp, use_tuple);
+        if (!rec) rec = co_await read_answer(*conn, rp, up->config().connect_timeout);
         if (rec) {
             count_upgrade(*up, metrics::upgrade_result::backend_error);
             log::warn("backend failed the upgrade", {{"endpoint", conn->endpoint->name()}, {"error", rec.message()}});

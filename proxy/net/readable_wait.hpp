@@ -20,8 +20,14 @@
 // It reaches into Asio's reactor (detail::epoll_reactor, Boost 1.81). Where Asio is built
 // with another reactor (-DWSDRAIN_IO_URING=ON) it falls back to async_wait.
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+
+#include "net/deadlines.hpp"
 
 namespace wsdrain::net {
 
@@ -73,5 +79,61 @@ private:
     };
     op op_;
 };
+
+namespace detail {
+
+// One async_wait_readable: the wait and its deadline, with the handler they complete.
+template <class Handler>
+class readable_within_op : deadline {
+public:
+    readable_within_op(Handler&& h, boost::asio::ip::tcp::socket& socket, deadline_queue& queue)
+        : deadline(&on_timeout), handler_(std::move(h)), socket_(socket), queue_(queue), wait_(&on_readable, this) {}
+
+    void start(steady_clock::duration timeout) {
+        queue_.schedule(*this, steady_clock::now() + timeout);
+        wait_.start(socket_);
+    }
+
+private:
+    static void on_timeout(deadline& d) {
+        auto& self = static_cast<readable_within_op&>(d);
+        self.timed_out_ = true;
+        boost::system::error_code ignored;
+        self.socket_.cancel(ignored);  // the wait ends, aborted
+    }
+    static void on_readable(void* owner, const boost::system::error_code* ec) {
+        std::unique_ptr<readable_within_op> self(static_cast<readable_within_op*>(owner));
+        if (ec == nullptr) return;  // the loop is shutting down: the handler is destroyed, not run
+        self->queue_.cancel(*self);
+        const boost::system::error_code result =
+            self->timed_out_ ? boost::system::error_code(boost::asio::error::timed_out) : *ec;
+        Handler handler = std::move(self->handler_);
+        self.reset();
+        std::move(handler)(result);
+    }
+
+    Handler handler_;
+    boost::asio::ip::tcp::socket& socket_;
+    deadline_queue& queue_;
+    readable_wait wait_;
+    bool timed_out_ = false;
+};
+
+}  // namespace detail
+
+// Waits, from a coroutine or any other handler, until `socket` is readable (or at EOF, or
+// failed: read to find out), as readable_wait does, for at most `timeout`, kept in the loop's
+// deadline queue: completes with no error, with timed_out, or with operation_aborted when the
+// socket is closed. One allocation; no syscall unless the deadline is the loop's next one.
+template <class Token>
+auto async_wait_readable(boost::asio::ip::tcp::socket& socket, deadline_queue& queue, steady_clock::duration timeout,
+                         Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [&socket, &queue, timeout](auto handler) {
+            using op = detail::readable_within_op<std::decay_t<decltype(handler)>>;
+            (new op(std::move(handler), socket, queue))->start(timeout);
+        },
+        token);
+}
 
 }  // namespace wsdrain::net

@@ -28,7 +28,76 @@ std::uint16_t closed_port() {
     return a.local_endpoint().port();  // closed again when `a` goes
 }
 
+// A backend that answers its first connection's request with `pieces`, 30 ms apart, then
+// holds the connection until the proxy closes it (or `closes` says it closes it itself).
+class scripted_backend {
+public:
+    scripted_backend(std::vector<std::string> pieces, bool closes)
+        : acceptor_(ctx_, {asio::ip::make_address("127.0.0.1"), 0}) {
+        thread_ = std::thread([this, pieces = std::move(pieces), closes] {
+            tcp::socket s(ctx_);
+            acceptor_.accept(s);
+            std::string request;
+            char buf[4096];
+            beast::error_code ec;
+            while (request.find("\r\n\r\n") == std::string::npos && !ec)
+                request.append(buf, s.read_some(asio::buffer(buf), ec));
+            for (const auto& piece : pieces) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(30));
+                asio::write(s, asio::buffer(piece), ec);
+            }
+            if (closes) return;
+            timeval bound{10, 0};
+            ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+            while (!ec) s.read_some(asio::buffer(buf), ec);
+        });
+    }
+    ~scripted_backend() { thread_.join(); }
+    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+private:
+    asio::io_context ctx_;
+    tcp::acceptor acceptor_;
+    std::thread thread_;
+};
+
 }  // namespace
+
+TEST(errors, a_backend_answer_that_comes_in_pieces_reaches_the_client_whole) {
+    // The proxy reads a backend's answer to an upgrade as it comes: what follows its header in
+    // the same read (a first frame, a refusal's body) goes on to the client too.
+    {
+        SCOPED_TRACE("a 101 in three pieces, a frame right behind it");
+        scripted_backend b({"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n",
+                            "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n",
+                            "\r\n" + encode_frame(0x1, "early", false)},
+                           false);
+        proxy px{local_config({b.port()})};
+        raw_client c{px.port()};
+        const auto f = c.read_frame();
+        ASSERT_TRUE(f);
+        EXPECT_EQ(f->opcode, 0x1);
+        EXPECT_EQ(f->payload, "early");
+    }
+    {
+        SCOPED_TRACE("a refusal whose header and body come in pieces");
+        scripted_backend b({"HTTP/1.1 403 Forbidden\r\nContent-Length: 11\r\n",
+                            "Content-Type: text/plain\r\n\r\nnot ", "welcome"},
+                           false);
+        proxy px{local_config({b.port()})};
+        const auto r = refused_upgrade(px.port(), "/");
+        EXPECT_EQ(r.status, 403u);
+        EXPECT_EQ(r.body, "not welcome");
+    }
+    {
+        SCOPED_TRACE("half a 101, then the backend closes");
+        scripted_backend b({"HTTP/1.1 101 Switching Protocols\r\nUpgr"}, true);
+        proxy px{local_config({b.port()})};
+        const auto r = refused_upgrade(px.port(), "/");
+        EXPECT_EQ(r.status, 502u);
+        EXPECT_NE(r.body.find("failed the WebSocket handshake"), std::string::npos) << r.body;
+    }
+}
 
 TEST(errors, an_unmasked_client_frame_gets_close_1002_and_the_backend_is_told) {
     backend app{{}};
