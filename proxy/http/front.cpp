@@ -20,6 +20,7 @@
 #include <charconv>
 #include <cstring>
 #include <optional>
+#include <span>
 
 #include "codec/frame.hpp"
 #include "http/forwarding.hpp"
@@ -58,6 +59,10 @@ struct header_deadline {
 
 // A connection to one backend endpoint, kept for the next request of the same client.
 struct upstream_connection {
+    // Built in its place: a tcp_stream allocates a new state when it is moved.
+    upstream_connection(tcp::socket socket, std::shared_ptr<routing::endpoint> e)
+        : stream(std::move(socket)), endpoint(std::move(e)) {}
+
     net::stream stream;
     beast::flat_buffer buffer;
     std::shared_ptr<routing::endpoint> endpoint;
@@ -369,17 +374,19 @@ asio::awaitable<upstream_connection*> connection::connect(const routing::upstrea
     const bool by_name = static_cast<bool>(ec);
     const bool sending = !by_name && !up.config().tls && !first_bytes.empty();
     error_code cec;
-    tcp::socket socket(worker_.context().get_executor());
-    if (sending) socket = net::open_socket(socket.get_executor(), address.is_v4() ? tcp::v4() : tcp::v6(), cec);
-    upstream_.emplace(upstream_connection{net::stream(std::move(socket)), {}, *picked});
-    std::vector<tcp::endpoint> targets;
-    if (!by_name) {
-        targets.emplace_back(address, a.port);
-    } else {
+    const auto executor = worker_.context().get_executor();
+    upstream_.emplace(sending ? net::open_socket(executor, address.is_v4() ? tcp::v4() : tcp::v6(), cec)
+                              : tcp::socket(executor),
+                      *picked);
+    const tcp::endpoint literal(address, a.port);
+    std::vector<tcp::endpoint> resolved;  // a name's addresses
+    std::span<const tcp::endpoint> targets(&literal, 1);
+    if (by_name) {
         tcp::resolver resolver(worker_.context());
         const std::string port = std::to_string(a.port);  // named: no temporary in a co_await (GCC 12)
         auto [rec, results] = co_await resolver.async_resolve(a.host, port, use_tuple);
-        for (const auto& r : results) targets.push_back(r.endpoint());
+        for (const auto& r : results) resolved.push_back(r.endpoint());
+        targets = resolved;
     }
     if (sending) {
         if (!cec) cec = co_await connect_sending(targets.front(), first_bytes, up.config().connect_timeout);

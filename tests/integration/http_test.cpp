@@ -205,3 +205,19 @@ TEST(http, new_sessions_go_to_the_endpoint_with_the_fewest_sessions) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     for (int i = 0; i < 4; ++i) EXPECT_EQ(ws_client(px.port()).header("X-Backend"), "a") << i;
 }
+
+TEST(http, an_endpoint_given_by_name_is_resolved_for_requests_and_sessions) {
+    // "localhost" may resolve to ::1 first, where nothing listens: the next address serves.
+    backend app{named("app")};
+    auto cfg = local_config({});
+    cfg.upstreams[0].endpoints.push_back({"localhost", app.port()});
+    proxy px{cfg};
+    const auto r = http_request(px.port(), bhttp::verb::get, "/by-name");
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body, "app /by-name");
+    ws_client c{px.port()};
+    EXPECT_EQ(c.header("X-Backend"), "app");
+    c.send_text("through a name");
+    EXPECT_EQ(c.receive(), "through a name");
+    c.close();
+}
