@@ -6,7 +6,7 @@
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/query.hpp>
 
-#include <utility>
+#include <sys/epoll.h>
 
 namespace wsdrain::net {
 
@@ -26,13 +26,9 @@ void readable_wait::op::complete(void* scheduler, asio::detail::scheduler_operat
     o->cb(o->owner, &ec);  // may end the owner, and this operation with it
 }
 
-#if defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
-
-}  // namespace wsdrain::net
-
-#include <sys/epoll.h>
-
-namespace wsdrain::net {
+#if !defined(BOOST_ASIO_HAS_EPOLL) || defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+#error "net::readable_wait reaches into Asio's epoll reactor (Linux)"
+#endif
 
 namespace {
 
@@ -90,18 +86,14 @@ void readable_wait::start_on(IoObject& object) {
 void readable_wait::start(asio::ip::tcp::socket& socket) { start_on(socket); }
 void readable_wait::start(asio::ip::tcp::acceptor& acceptor) { start_on(acceptor); }
 
-bool readable_wait::start_watching_shutdown(asio::ip::tcp::socket& socket) {
+void readable_wait::start_watching_shutdown(asio::ip::tcp::socket& socket) {
     auto& impl = implementation_of(socket);
-    if (impl.reactor_data_ == nullptr) {  // closed: the wait fails as start() would report it
-        start(socket);
-        return true;
-    }
+    if (impl.reactor_data_ == nullptr) return start(socket);  // closed: the wait fails as start() reports it
     impl.reactor_data_->*member(registered_events_tag{}) |= EPOLLRDHUP;
     op_.ec_ = error_code();
     // Not speculative: with no read queued, the reactor re-registers the descriptor
     // (EPOLL_CTL_MOD with the events above) and queues the wait.
     reactor_of(socket).start_op(reactor::read_op, impl.socket_, impl.reactor_data_, &op_, true, false);
-    return true;
 }
 
 bool readable_wait::shutdown_reported(asio::ip::tcp::socket& socket) {
@@ -117,36 +109,5 @@ void readable_wait::expect_no_input_yet(asio::ip::tcp::socket& socket) {
     auto* state = implementation_of(socket).reactor_data_;
     if (state) (state->*member(try_speculative_tag{}))[reactor::read_op] = false;
 }
-
-#else  // another reactor: Asio's own wait, one allocation and (maybe) one syscall each time
-
-template <class IoObject>
-void readable_wait::start_on(IoObject& object) {
-    // Runs the callback once: with the result, or with nullptr if it is never invoked.
-    struct handler {
-        op* o;
-        explicit handler(op* x) : o(x) {}
-        handler(handler&& h) noexcept : o(std::exchange(h.o, nullptr)) {}
-        ~handler() {
-            if (o) o->cb(o->owner, nullptr);
-        }
-        void operator()(const error_code& ec) {
-            op* x = std::exchange(o, nullptr);
-            x->cb(x->owner, &ec);
-        }
-    };
-    object.async_wait(IoObject::wait_read, handler(&op_));
-}
-
-void readable_wait::start(asio::ip::tcp::socket& socket) { start_on(socket); }
-void readable_wait::start(asio::ip::tcp::acceptor& acceptor) { start_on(acceptor); }
-
-bool readable_wait::start_watching_shutdown(asio::ip::tcp::socket&) { return false; }
-
-bool readable_wait::shutdown_reported(asio::ip::tcp::socket&) { return true; }
-
-void readable_wait::expect_no_input_yet(asio::ip::tcp::socket&) {}
-
-#endif
 
 }  // namespace wsdrain::net

@@ -17,8 +17,7 @@
 // at once: what arrives after an event was reported makes another one. nginx reads the same
 // way. It saves a recv that would block per message, a third of a ping-pong's syscalls.
 //
-// It reaches into Asio's reactor (detail::epoll_reactor, Boost 1.81). Where Asio is built
-// with another reactor (-DWSDRAIN_IO_URING=ON) it falls back to async_wait.
+// It reaches into Asio's reactor (detail::epoll_reactor, Boost 1.81): Linux and epoll only.
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
@@ -50,9 +49,8 @@ public:
 
     // Adds EPOLLRDHUP to the socket's registration and waits as start() does. This costs one
     // epoll_ctl, which also re-arms the descriptor: input or a FIN already queued is reported
-    // again, so it may follow a short read. Returns false, and does not wait, where the reactor
-    // is not epoll: read until EAGAIN there.
-    bool start_watching_shutdown(boost::asio::ip::tcp::socket& socket);
+    // again, so it may follow a short read.
+    void start_watching_shutdown(boost::asio::ip::tcp::socket& socket);
 
     // Did the events last reported for the socket include the peer's shutdown (or an error)?
     // Only meaningful once start_watching_shutdown() has been called on it. It may say yes for

@@ -20,12 +20,10 @@ tcp::socket adopt_socket(const tcp::socket::executor_type& ex, const tcp& protoc
         ::close(fd);
         return socket;
     }
-#if defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
     // Asio marks an assigned descriptor a possible duplicate, and not (yet) non-blocking.
     namespace ops = boost::asio::detail::socket_ops;
     auto& impl = detail::implementation_of<tcp::socket>::get(socket);
     impl.state_ = static_cast<ops::state_type>((impl.state_ & ~ops::possible_dup) | ops::internal_non_blocking);
-#endif
     return socket;
 }
 

@@ -155,7 +155,8 @@ void tunnel::begin_reading(leg_id from) {
     const leg& src = leg_of(from);
     const bool can_wait = !src.tls && !src.watching_shutdown && !src.waiting && !src.finished && !src.eof &&
                           !leg_of(other(from)).writing;
-    if (!can_wait || !watch_shutdown(from)) read(from);
+    if (can_wait) return watch_shutdown(from);
+    read(from);
 }
 
 void tunnel::read(leg_id from) {
@@ -189,11 +190,8 @@ void tunnel::read(leg_id from) {
             return;
         }
         if (src.input_empty) {
-            if (src.watching_shutdown) {
-                if (!net::readable_wait::shutdown_reported(src.socket)) return wait_readable(from);
-            } else if (watch_shutdown(from)) {
-                return;
-            }
+            if (!src.watching_shutdown) return watch_shutdown(from);
+            if (!net::readable_wait::shutdown_reported(src.socket)) return wait_readable(from);
         }
     }
     // A busy leg yields to the other sessions of this thread before reading on.
@@ -261,16 +259,13 @@ void tunnel::wait_readable(leg_id from) {
 }
 
 // Registers EPOLLRDHUP for the leg and waits (one epoll_ctl, which re-arms the descriptor, so
-// it may follow a short read). False where the reactor cannot: the leg reads on until EAGAIN.
-bool tunnel::watch_shutdown(leg_id from) {
+// it may follow a short read).
+void tunnel::watch_shutdown(leg_id from) {
     leg& src = leg_of(from);
     src.watching_shutdown = true;
     src.waiting = true;
     intrusive_ptr_add_ref(this);  // given back by on_readable
-    if (src.readable.start_watching_shutdown(src.socket)) return true;
-    src.waiting = false;
-    intrusive_ptr_release(this);
-    return false;
+    src.readable.start_watching_shutdown(src.socket);
 }
 
 template <leg_id From>

@@ -137,7 +137,7 @@ private:
     void read_to_fin(leg_id from);
     void begin_reading(leg_id from);
     void wait_readable(leg_id from);
-    bool watch_shutdown(leg_id from);
+    void watch_shutdown(leg_id from);
     template <leg_id From>
     static void on_readable(void* owner, const boost::system::error_code* ec);
     void relay(leg_id from, const std::uint8_t* data, std::size_t size);
