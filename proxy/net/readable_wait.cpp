@@ -96,13 +96,13 @@ void readable_wait::start_watching_shutdown(asio::ip::tcp::socket& socket) {
     reactor_of(socket).start_op(reactor::read_op, impl.socket_, impl.reactor_data_, &op_, true, false);
 }
 
-bool readable_wait::shutdown_reported(asio::ip::tcp::socket& socket) {
+bool readable_wait::input_may_remain(asio::ip::tcp::socket& socket) {
     const auto* state = implementation_of(socket).reactor_data_;
     if (state == nullptr) return true;
     // The reactor stores each event's flags in the descriptor record (a scheduler operation,
     // privately) before it runs the operations; a C-style cast may name a private base.
     const auto* record = (const asio::detail::scheduler_operation*)state;
-    return (record->*member(ready_events_tag{}) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    return (record->*member(ready_events_tag{}) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) != 0;
 }
 
 void readable_wait::expect_no_input_yet(asio::ip::tcp::socket& socket) {

@@ -16,6 +16,8 @@
 // it again. With it that edge says so, and a reader that sees no shutdown reported can wait
 // at once: what arrives after an event was reported makes another one. nginx reads the same
 // way. It saves a recv that would block per message, a third of a ping-pong's syscalls.
+// Urgent data is the other thing a short read can leave behind: recv stops at its mark. The
+// event says so too (EPOLLPRI), and the reader reads on.
 //
 // It reaches into Asio's reactor (detail::epoll_reactor, Boost 1.81): Linux and epoll only.
 
@@ -52,11 +54,12 @@ public:
     // again, so it may follow a short read.
     void start_watching_shutdown(boost::asio::ip::tcp::socket& socket);
 
-    // Did the events last reported for the socket include the peer's shutdown (or an error)?
-    // Only meaningful once start_watching_shutdown() has been called on it. It may say yes for
-    // a shutdown that was never sent (the reactor reuses descriptor records), never the
-    // reverse: the kernel reports a shutdown with every event after it.
-    static bool shutdown_reported(boost::asio::ip::tcp::socket& socket);
+    // May a short read have left input behind, by the events last reported for the socket:
+    // the peer's shutdown (or an error), or urgent data, at whose mark recv stops? Only
+    // meaningful once start_watching_shutdown() has been called on it. It may say yes for
+    // nothing (the reactor reuses descriptor records), never the reverse: the kernel reports a
+    // shutdown, and urgent data not read out of band, with every event after it.
+    static bool input_may_remain(boost::asio::ip::tcp::socket& socket);
 
     // Tells the reactor that the socket has nothing to read yet: the caller has just sent a
     // request on it, in this same handler, and nothing can have answered. The next read then

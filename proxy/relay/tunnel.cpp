@@ -169,10 +169,11 @@ void tunnel::read(leg_id from) {
         return;
     }
     // Epoll is edge-triggered: a leg reads until the socket is empty, and only then waits. A
-    // short read empties it, unless the peer's FIN is queued behind the bytes it returned: the
-    // edge that reported both is gone. So a plain leg registers EPOLLRDHUP with its first wait
-    // (begin_reading, or here if it could not wait then; see net/readable_wait.hpp), and after
-    // a short read it waits at once unless the event reported the peer's shutdown.
+    // short read empties it, unless the peer's FIN (or bytes behind an urgent byte's mark) is
+    // queued behind what it returned: the edge that reported both is gone. So a plain leg
+    // registers EPOLLRDHUP with its first wait (begin_reading, or here if it could not wait
+    // then; see net/readable_wait.hpp), and after a short read it waits at once unless the
+    // event reported the peer's shutdown or urgent data.
     for (int round = 0; round < 4; ++round) {
         ssize_t got;
         do got = ::recv(src.socket.native_handle(), worker_.scratch(), params_.read_size, MSG_DONTWAIT);
@@ -191,7 +192,7 @@ void tunnel::read(leg_id from) {
         }
         if (src.input_empty) {
             if (!src.watching_shutdown) return watch_shutdown(from);
-            if (!net::readable_wait::shutdown_reported(src.socket)) return wait_readable(from);
+            if (!net::readable_wait::input_may_remain(src.socket)) return wait_readable(from);
         }
     }
     // A busy leg yields to the other sessions of this thread before reading on.

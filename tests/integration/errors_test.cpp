@@ -217,9 +217,10 @@ TEST(errors, a_client_failed_for_a_big_frame_is_closed_as_soon_as_it_leaves) {
 
 TEST(errors, a_message_and_the_fin_behind_it_in_one_segment_end_the_session_at_once) {
     // A plain leg registers EPOLLRDHUP with its first wait, and from then on waits after a
-    // short read without reading again, unless the epoll event reported the peer's shutdown. Here the last message and the FIN come in one segment (TCP_CORK holds the
-    // data until shutdown adds the FIN to it), so one edge reports both. Missed, the session
-    // would wait for the client's next packet, and the backend would not hear of it.
+    // short read without reading again, unless the epoll event reported the peer's shutdown.
+    // Here the last message and the FIN come in one segment (TCP_CORK holds the data until
+    // shutdown adds the FIN to it), so one edge reports both. Missed, the session would wait
+    // for the client's next packet, and the backend would not hear of it.
     backend app{{}};
     proxy px{local_config({app.port()})};
     for (std::size_t i = 0; i < 5; ++i) {
@@ -238,6 +239,34 @@ TEST(errors, a_message_and_the_fin_behind_it_in_one_segment_end_the_session_at_o
         EXPECT_EQ(e[i].messages, 2u) << "the message before the FIN was relayed";
         EXPECT_TRUE(e[i].close_frame);
         EXPECT_EQ(e[i].code, 1001);
+    }
+}
+
+TEST(errors, urgent_data_from_a_client_does_not_stall_its_session) {
+    // recv stops short at an urgent byte's mark with more bytes behind it, all reported by one
+    // edge; the event reports the urgent byte too (EPOLLPRI), and the leg reads on. The urgent
+    // byte is out of band (SO_OOBINLINE is off): the frames around it arrive whole.
+    backend app{{}};
+    proxy px{local_config({app.port()})};
+    raw_client c{px.port()};
+    c.send_frame(0x1, "first");  // read short: the leg then waits without a recv
+    const auto first = c.read_frame();
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->payload, "first");
+    const int fd = c.socket().native_handle();
+    int cork = 1;
+    ASSERT_EQ(::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork), 0);
+    const std::string before = encode_frame(0x1, "before", true), after = encode_frame(0x1, "after", true);
+    ASSERT_EQ(::send(fd, before.data(), before.size(), 0), static_cast<ssize_t>(before.size()));
+    ASSERT_EQ(::send(fd, "!", 1, MSG_OOB), 1);
+    ASSERT_EQ(::send(fd, after.data(), after.size(), 0), static_cast<ssize_t>(after.size()));
+    cork = 0;  // one segment: a frame, the urgent byte, a frame
+    ASSERT_EQ(::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork), 0);
+    for (const char* expected : {"before", "after"}) {
+        const auto echo = c.read_frame();
+        ASSERT_TRUE(echo) << "no echo of \"" << expected << "\": the session stalled";
+        EXPECT_EQ(echo->opcode, 0x1);
+        EXPECT_EQ(echo->payload, expected);
     }
 }
 
