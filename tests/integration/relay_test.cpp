@@ -1,8 +1,13 @@
 // WebSocket sessions through a real proxy to a real Beast backend, over loopback.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <thread>
+
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
 
 #include "harness.hpp"
 
@@ -192,6 +197,32 @@ TEST_F(relay, frames_trickled_one_byte_at_a_time_arrive_whole) {
     EXPECT_EQ(got[1].payload, "bin");
     EXPECT_EQ(got[2].opcode, 0xA);  // the backend's Pong to the trickled Ping
     EXPECT_EQ(got[2].payload, "ping!");
+}
+
+TEST_F(relay, frames_sent_with_the_upgrade_request_are_relayed_after_the_handshake) {
+    // A client should wait for the 101 before it sends (RFC 6455 section 4.1); one that does
+    // not loses nothing: what follows the request's header in the same read, here past the
+    // proxy's first read of 1 KiB, goes to the backend once the session is up.
+    asio::io_context ctx;
+    tcp::socket s(ctx);
+    s.connect({asio::ip::make_address("127.0.0.1"), px.port()});
+    const timeval bound{10, 0};
+    ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+    const std::string request =
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    const std::string big(2000, 'b');
+    asio::write(s, asio::buffer(request + encode_frame(0x1, "sent early", true) + encode_frame(0x2, big, true)));
+    std::string in;
+    const std::size_t header = asio::read_until(s, asio::dynamic_buffer(in), "\r\n\r\n");
+    ASSERT_TRUE(in.starts_with("HTTP/1.1 101 ")) << in;
+    const std::string echoes = encode_frame(0x1, "sent early", false) + encode_frame(0x2, big, false);
+    beast::error_code ec;
+    while (in.size() < header + echoes.size() && !ec) {
+        char chunk[4096];
+        in.append(chunk, s.read_some(asio::buffer(chunk), ec));
+    }
+    EXPECT_EQ(in.substr(header), echoes) << ec.message();
 }
 
 TEST(relay_timeouts, a_session_outlives_the_request_header_timeout) {
