@@ -208,7 +208,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--out", default="")
     ap.add_argument("--candidate", default="",
-                    help="another wsdrain binary (e.g. an io_uring build) measured in the same run, as 'candidate'")
+                    help="another wsdrain binary (e.g. an earlier commit's build) measured in the same run, as 'candidate'")
     ap.add_argument("--only", default="", help="comma-separated subset of direct,nginx,haproxy_http,haproxy_tcp,wsdrain")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
