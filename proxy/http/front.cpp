@@ -702,8 +702,8 @@ asio::awaitable<void> connection::serve_upgrade(bhttp::request_parser<bhttp::buf
     const std::uint8_t rsv = negotiated_rsv_bits(res);
     const std::string switching = header_text(res);  // the backend's 101 as it came
     client_.expires_never();
-    // The send buffer of a connection that has sent nothing yet takes it at once; over TLS, or
-    // into a full buffer, it is written as any answer.
+    // One send takes it, unless the client left earlier answers unread and filled the send
+    // buffer: the rest, or a TLS client's 101, is written as any answer.
     error_code sec;
     const std::size_t sent = client_.tls() ? 0 : send_now(client_.socket().native_handle(), switching, sec);
     if (!sec && sent < switching.size()) {

@@ -6,6 +6,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <boost/asio/write.hpp>
@@ -30,13 +31,18 @@ std::uint16_t closed_port() {
 
 // A backend that answers its first connection's request with `pieces`, 30 ms apart, then
 // holds the connection until the proxy closes it (or `closes` says it closes it itself).
+// Each wait is bounded (10 s), so that a test that fails does not hang.
 class scripted_backend {
 public:
     scripted_backend(std::vector<std::string> pieces, bool closes)
         : acceptor_(ctx_, {asio::ip::make_address("127.0.0.1"), 0}) {
         thread_ = std::thread([this, pieces = std::move(pieces), closes] {
+            pollfd ready{acceptor_.native_handle(), POLLIN, 0};
+            if (::poll(&ready, 1, 10000) != 1) return;  // nobody came
             tcp::socket s(ctx_);
             acceptor_.accept(s);
+            timeval bound{10, 0};
+            ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
             std::string request;
             char buf[4096];
             beast::error_code ec;
@@ -47,8 +53,6 @@ public:
                 asio::write(s, asio::buffer(piece), ec);
             }
             if (closes) return;
-            timeval bound{10, 0};
-            ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
             while (!ec) s.read_some(asio::buffer(buf), ec);
         });
     }

@@ -25,8 +25,8 @@ using wsdrain::net::deadline_queue;
 using wsdrain::net::readable_wait;
 
 // A connected pair on the loopback; `near` is the side that waits.
-struct pair {
-    explicit pair(asio::io_context& ctx) : near(ctx), far(ctx) {
+struct loopback_pair {
+    explicit loopback_pair(asio::io_context& ctx) : near(ctx), far(ctx) {
         tcp::acceptor acceptor(ctx, {asio::ip::make_address("127.0.0.1"), 0});
         far.connect(acceptor.local_endpoint());
         acceptor.accept(near);
@@ -40,7 +40,7 @@ struct pair {
 TEST(readable_wait, a_wait_ends_when_bytes_arrive_and_they_are_there_to_read) {
     asio::io_context ctx;
     deadline_queue q{ctx};
-    pair p{ctx};
+    loopback_pair p{ctx};
     bool sent = false;
     std::optional<error_code> result;
     bool sent_before_the_end = false;
@@ -66,7 +66,7 @@ TEST(readable_wait, a_wait_ends_when_bytes_arrive_and_they_are_there_to_read) {
 TEST(readable_wait, a_wait_with_nothing_to_read_ends_at_its_deadline_with_timed_out) {
     asio::io_context ctx;
     deadline_queue q{ctx};
-    pair p{ctx};
+    loopback_pair p{ctx};
     std::optional<error_code> result;
     const auto start = std::chrono::steady_clock::now();
     std::chrono::steady_clock::duration waited{};
@@ -84,7 +84,7 @@ TEST(readable_wait, a_wait_with_nothing_to_read_ends_at_its_deadline_with_timed_
 TEST(readable_wait, closing_the_socket_ends_the_wait_with_operation_aborted) {
     asio::io_context ctx;
     deadline_queue q{ctx};
-    pair p{ctx};
+    loopback_pair p{ctx};
     std::optional<error_code> result;
     async_wait_readable(p.near, q, 10s, [&](error_code ec) {
         result = ec;
@@ -103,7 +103,7 @@ TEST(readable_wait, a_wait_pending_when_the_loop_is_destroyed_never_runs_its_han
     {
         asio::io_context ctx;
         deadline_queue q{ctx};
-        pair p{ctx};
+        loopback_pair p{ctx};
         async_wait_readable(p.near, q, 10s, [&](error_code) { ran = true; });
         ctx.run_for(10ms);
         EXPECT_EQ(q.size(), 1u);
