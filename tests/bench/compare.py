@@ -210,7 +210,12 @@ def main():
     ap.add_argument("--candidate", default="",
                     help="another wsdrain binary (e.g. an earlier commit's build) measured in the same run, as 'candidate'")
     ap.add_argument("--only", default="", help="comma-separated subset of direct,nginx,haproxy_http,haproxy_tcp,wsdrain")
+    ap.add_argument("--tables-from", default="", help="print the tables of a saved --out report; measure nothing")
     args = ap.parse_args()
+    if args.tables_from:
+        with open(args.tables_from) as f:
+            print_tables(json.load(f))
+        return
     build = os.path.abspath(args.build)
     ensure_packages()
     work = tempfile.mkdtemp(prefix="wsdrain-bench-")
@@ -254,29 +259,52 @@ def main():
         with open(args.out, "w") as f:
             json.dump(report, f, indent=1)
 
-    rows = [("CPU per echoed 64 B message (µs), 100 sessions ping-pong", "pingpong_64B_cpu_us_per_msg", min),
-            ("  of it in user space (µs)", "pingpong_64B_cpu_us_per_msg_user", min),
-            ("CPU per echoed 1 KiB message (µs), 100 sessions x 16 in flight", "stream_1KiB_cpu_us_per_msg", min),
-            ("memory per idle session (KiB), 9,000 sessions", "idle_kib_per_session", min),
-            ("CPU per upgrade (µs)", "upgrade_cpu_us", min),
-            ("  of it in user space (µs)", "upgrade_cpu_us_user", min),
-            ("p50 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p50_us", min),
-            ("p99 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p99_us", min)]
+    print_tables(report)
+
+
+ROWS = [("CPU per echoed 64 B message (µs), 100 sessions ping-pong", "pingpong_64B_cpu_us_per_msg"),
+        ("  of it in user space (µs)", "pingpong_64B_cpu_us_per_msg_user"),
+        ("CPU per echoed 1 KiB message (µs), 100 sessions x 16 in flight", "stream_1KiB_cpu_us_per_msg"),
+        ("memory per idle session (KiB), 9,000 sessions", "idle_kib_per_session"),
+        ("CPU per upgrade (µs)", "upgrade_cpu_us"),
+        ("  of it in user space (µs)", "upgrade_cpu_us_user"),
+        ("p50 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p50_us"),
+        ("p99 latency (µs) at 20k msg/s over 1,000 sessions", "latency_p99_us")]
+NAMES = {"direct": "direct", "nginx": "nginx", "haproxy_http": "HAProxy http", "haproxy_tcp": "HAProxy tcp",
+         "wsdrain": "wsdrain", "candidate": "candidate"}
+
+
+def ratio_to_best(figures, key, kind, peers):
+    """figures[kind][key] over the lowest of the peers' (lower is better for every figure)."""
+    values = [figures[k][key] for k in peers if figures.get(k, {}).get(key) is not None]
+    if not values or figures.get(kind, {}).get(key) is None or min(values) == 0:
+        return float("nan")
+    return figures[kind][key] / min(values)
+
+
+def print_tables(report):
+    """The medians with wsdrain's ratio to the best WebSocket peer, then that ratio run by run,
+    which shows how much the machine's noise moves it."""
+    median, runs = report["median"], report["runs"]
     columns = [k for k in ["direct"] + PEERS + ["candidate"] if k in median]
-    names = {"direct": "direct", "nginx": "nginx", "haproxy_http": "HAProxy http", "haproxy_tcp": "HAProxy tcp",
-             "wsdrain": "wsdrain", "candidate": "candidate"}
     peers = [k for k in ("nginx", "haproxy_http") if k in median]
-    print("| figure | " + " | ".join(names[k] for k in columns) + " | wsdrain / best of " +
-          ", ".join(names[k] for k in peers) + (" | candidate / best" if "candidate" in median else "") + " |")
-    print("| --- " * (len(columns) + 2 + ("candidate" in median)) + "|")
-    for title, key, better in rows:
+    # Without peers (--only wsdrain --candidate) the ratios are to the candidate.
+    base, base_name = (peers, "best of " + ", ".join(NAMES[k] for k in peers)) if peers else (["candidate"], "candidate")
+    with_candidate = "candidate" in median and peers
+    print("| figure | " + " | ".join(NAMES[k] for k in columns) + f" | wsdrain / {base_name}" +
+          (" | candidate / best" if with_candidate else "") + " |")
+    print("| --- " * (len(columns) + 2 + bool(with_candidate)) + "|")
+    fmt = lambda v: "–" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+    for title, key in ROWS:
         cells = [median[k].get(key) for k in columns]
-        values = [median[k].get(key) for k in peers if median[k].get(key) is not None]
-        best_peer = better(values) if values else None
-        ratio = lambda k: median[k][key] / best_peer if best_peer and k in median else float("nan")
-        fmt = lambda v: "–" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-        print(f"| {title} | " + " | ".join(fmt(c) for c in cells) + f" | {ratio('wsdrain'):.2f}" +
-              (f" | {ratio('candidate'):.2f}" if "candidate" in median else "") + " |")
+        print(f"| {title} | " + " | ".join(fmt(c) for c in cells) +
+              f" | {ratio_to_best(median, key, 'wsdrain', base):.2f}" +
+              (f" | {ratio_to_best(median, key, 'candidate', base):.2f}" if with_candidate else "") + " |")
+    print()
+    print(f"| wsdrain / {base_name}, run by run | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |")
+    print("| --- " * (len(runs) + 1) + "|")
+    for title, key in ROWS:
+        print(f"| {title.strip()} | " + " | ".join(f"{ratio_to_best(r, key, 'wsdrain', base):.2f}" for r in runs) + " |")
 
 
 if __name__ == "__main__":
