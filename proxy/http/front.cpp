@@ -79,6 +79,15 @@ std::size_t send_now(int fd, std::string_view bytes, error_code& ec) {
     return 0;
 }
 
+// Receives what a non-blocking socket holds, up to `size` bytes, into `buffer`: the count, 0 at
+// the peer's EOF, or -1 with errno (EAGAIN: nothing there).
+ssize_t recv_into(int fd, beast::flat_buffer& buffer, std::size_t size) {
+    const auto space = buffer.prepare(size);
+    const ssize_t got = ::recv(fd, space.data(), space.size(), MSG_DONTWAIT);
+    if (got > 0) buffer.commit(static_cast<std::size_t>(got));
+    return got;
+}
+
 // Trivially destructible on purpose: GCC 12 may destroy a temporary with a destructor
 // twice when it appears in a co_await expression, so no such temporary is ever put there.
 struct error_reply {
@@ -234,15 +243,12 @@ asio::awaitable<bool> connection::accept_tls() {
 bool connection::read_header_now(bhttp::request_parser<bhttp::buffer_body>& parser, error_code& ec, std::size_t& n) {
     if (requests_ > 0 || client_.tls() || buffer_.size() > 0) return false;
     auto& socket = client_.socket();
-    const auto space = buffer_.prepare(first_read_size);
-    const ssize_t got = ::recv(socket.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
-    if (got <= 0) {
+    if (const ssize_t got = recv_into(socket.native_handle(), buffer_, first_read_size); got <= 0) {
         // Not there yet: the read that follows waits for it instead of trying a recv first.
         // An end or an error is left for that read to find, and to answer as it does.
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) net::readable_wait::expect_no_input_yet(socket);
         return false;
     }
-    buffer_.commit(static_cast<std::size_t>(got));
     n = parser.put(buffer_.data(), ec);
     buffer_.consume(n);  // the parser may have taken whole lines of a header it needs more of
     if (ec != bhttp::error::need_more) return true;
@@ -456,12 +462,10 @@ asio::awaitable<error_code> connection::read_answer(upstream_connection& conn,
         if (ec == asio::error::timed_out) co_return beast::error::timeout;
         if (ec) co_return ec;
         for (;;) {
-            const auto space = conn.buffer.prepare(answer_read_size);
-            const ssize_t got = ::recv(socket.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
+            const ssize_t got = recv_into(socket.native_handle(), conn.buffer, answer_read_size);
             if (got == 0) co_return rp.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
             if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
             if (got < 0) co_return error_code(errno, boost::system::system_category());
-            conn.buffer.commit(static_cast<std::size_t>(got));
             conn.buffer.consume(rp.put(conn.buffer.data(), ec));
             if (ec != bhttp::error::need_more) co_return ec;  // the header is complete, or bad
         }
